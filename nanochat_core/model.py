@@ -1,0 +1,475 @@
+"""One GPT for every nanochat checkpoint generation.
+
+nanochat rewrote its model many times (docs: nanochat-format.md §9). Instead of one class per era,
+this module has one readable model whose optional parts are switched on by an `Architecture`
+(what the detected generation's own code did). The math follows each generation's code exactly,
+including the details that move logits: rotary base and table precision, per-layer sliding
+windows, q/k scaling, value embeddings and their gates, the engram bigram table, smear and backout.
+
+Shapes: B batch, T tokens in this call, C width, H query heads, Hkv key/value heads, D head size.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+# ---------------------------------------------------------------------------------------------
+# Configuration
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """nanochat's GPTConfig fields, as read from meta_<step>.json's model_config."""
+
+    sequence_len: int
+    vocab_size: int
+    n_layer: int
+    n_head: int
+    n_kv_head: int
+    n_embd: int
+    window_pattern: str | None = None  # absent in older metas (see window_sizes)
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+
+@dataclass(frozen=True)
+class Architecture:
+    """What one nanochat generation's forward pass does (nanochat-format.md §9.1-9.2)."""
+
+    name: str
+    lambdas: bool = False  # resid_lambdas / x0_lambdas mix before every block
+    value_embeds: str | None = None  # None | "gated" | "lowrank" | "single" | "perlayer"
+    ve_gate_channels: int = 32  # gated value embeddings: gate reads h[..., :channels]
+    ve_gate_factor: float = 2.0  # ... and is factor * sigmoid(...)
+    bigram: bool = False  # engram bigram hash table
+    qk_scale: float = 1.0  # q, k multiplied after the q/k norm
+    rope_base: float = 10000.0
+    bf16_rotary: bool = True  # nanochat rounded cos/sin to bf16 until 2026-03-04
+    softcap: float = 15.0
+    windows: str = "none"  # "none" | "if_pattern" (gen2: only if meta has one) | "always"
+    short_window: str = "half"  # rule for S from sequence_len: "half" | "third128" | "quarter128"
+    smear: bool = False
+    backout: bool = False
+
+
+GENERATIONS: dict[str, Architecture] = {
+    a.name: a
+    for a in [
+        Architecture("gen1-original"),
+        Architecture("gen2-resid-x0-lambdas", lambdas=True, windows="if_pattern"),
+        Architecture("gen3-proto-lowrank-ve", lambdas=True, value_embeds="lowrank", windows="always"),
+        Architecture("gen3-proto-single-ve", lambdas=True, value_embeds="single", windows="always"),
+        Architecture("gen3-proto-perlayer-ve", lambdas=True, value_embeds="perlayer", windows="always"),
+        Architecture("gen3-value-embeds", lambdas=True, value_embeds="gated", windows="always"),
+        Architecture("gen3-engram", lambdas=True, value_embeds="gated", bigram=True, windows="always"),
+        Architecture("gen3-softcap20", lambdas=True, value_embeds="gated", windows="always", softcap=20.0),
+        Architecture(
+            "gen4-rope100k-qkscale", lambdas=True, value_embeds="gated", ve_gate_channels=12,
+            ve_gate_factor=3.0, qk_scale=1.15, rope_base=100000.0, bf16_rotary=False,
+            windows="always", short_window="third128",
+        ),
+        Architecture(
+            "gen5-smear-backout", lambdas=True, value_embeds="gated", ve_gate_channels=12,
+            ve_gate_factor=3.0, qk_scale=1.2, rope_base=100000.0, bf16_rotary=False,
+            windows="always", short_window="quarter128", smear=True, backout=True,
+        ),
+    ]
+}
+
+SMEAR_CHANNELS = 24  # smear_gate reads x[..., :24]
+LOWRANK_VE_DIM = 32  # value_embed_A rank in the low-rank prototype
+BIGRAM_MULT_CUR, BIGRAM_MULT_PREV = 36313, 27191  # engram hash multipliers
+
+
+def padded_vocab(vocab_size: int, multiple: int = 64) -> int:
+    return ((vocab_size + multiple - 1) // multiple) * multiple
+
+
+def window_sizes(arch: Architecture, config: ModelConfig) -> list[int | None]:
+    """Per-layer sliding window w (query i sees keys j with i - w <= j <= i); None = unlimited.
+
+    The rule reproduces each checkpoint's own code (nanochat-format.md §9.3): gen1 never windows;
+    gen2 windows only when its meta has a window_pattern; later generations always do, reading a
+    missing pattern as "L" (which is still a window of sequence_len).
+    """
+    n, L = config.n_layer, config.sequence_len
+    if arch.windows == "none":
+        return [None] * n
+    pattern = config.window_pattern
+    if not pattern:
+        if arch.windows == "if_pattern":
+            return [None] * n
+        pattern = "L"
+    pattern = pattern.upper()
+    short = {
+        "half": L // 2,
+        "third128": 128 * math.ceil(math.ceil(L / 3) / 128),
+        "quarter128": 128 * math.ceil(math.ceil(L / 4) / 128),
+    }[arch.short_window]
+    sizes: list[int | None] = [short if pattern[i % len(pattern)] == "S" else L for i in range(n)]
+    sizes[-1] = L  # the last layer always sees the full context
+    return sizes
+
+
+def value_embed_layers(arch: Architecture, n_layer: int) -> list[int]:
+    """Layers whose value vectors get a value-embedding term."""
+    if arch.value_embeds == "gated":  # every other layer, always including the last
+        return [i for i in range(n_layer) if i % 2 == (n_layer - 1) % 2]
+    if arch.value_embeds in ("lowrank", "single"):  # the last quarter of the layers
+        return list(range(n_layer - n_layer // 4, n_layer))
+    if arch.value_embeds == "perlayer":
+        return list(range(n_layer))
+    return []
+
+
+def norm(x: torch.Tensor) -> torch.Tensor:
+    """RMSNorm without weights; eps is the dtype's machine epsilon, as F.rms_norm defaults."""
+    return F.rms_norm(x, (x.size(-1),))
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate the two halves of each head (not interleaved). x: (B, T, H, D); cos/sin: (T, D/2)."""
+    d = x.shape[-1] // 2
+    cos, sin = cos[None, :, None, :], sin[None, :, None, :]
+    x1, x2 = x[..., :d], x[..., d:]
+    return torch.cat([x1 * cos + x2 * sin, x1 * (-sin) + x2 * cos], dim=-1).to(x.dtype)
+
+
+# ---------------------------------------------------------------------------------------------
+# KV cache
+
+
+class KVCache:
+    """Preallocated keys/values for all layers: (n_layer, B, Hkv, capacity, D) each.
+
+    `pos` is how many positions are filled. The engine may lower `pos` to reuse a common prefix
+    (later positions are simply overwritten) and grows the capacity when a request needs more.
+    """
+
+    def __init__(self, n_layer: int, batch: int, n_kv_head: int, head_dim: int, capacity: int,
+                 dtype: torch.dtype, device: torch.device | str):
+        shape = (n_layer, batch, n_kv_head, capacity, head_dim)
+        self.k = torch.empty(shape, dtype=dtype, device=device)
+        self.v = torch.empty(shape, dtype=dtype, device=device)
+        self.pos = 0
+
+    @property
+    def capacity(self) -> int:
+        return self.k.shape[3]
+
+    @property
+    def batch(self) -> int:
+        return self.k.shape[1]
+
+    def grow(self, capacity: int) -> None:
+        """Reallocate to hold `capacity` positions, keeping what is cached."""
+        if capacity <= self.capacity:
+            return
+        n, b, h, _, d = self.k.shape
+        for name in ("k", "v"):
+            old = getattr(self, name)
+            new = torch.empty((n, b, h, capacity, d), dtype=old.dtype, device=old.device)
+            new[:, :, :, : self.pos] = old[:, :, :, : self.pos]
+            setattr(self, name, new)
+
+
+# ---------------------------------------------------------------------------------------------
+# Modules (attribute names follow nanochat's state-dict keys exactly)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, config: ModelConfig, arch: Architecture, layer_idx: int, has_ve_gate: bool):
+        super().__init__()
+        self.layer_idx = layer_idx
+        self.n_head, self.n_kv_head, self.head_dim = config.n_head, config.n_kv_head, config.head_dim
+        self.qk_scale = arch.qk_scale
+        self.ve_gate_factor = arch.ve_gate_factor
+        self.ve_gate_channels = arch.ve_gate_channels
+        C, D = config.n_embd, config.head_dim
+        self.c_q = nn.Linear(C, config.n_head * D, bias=False)
+        self.c_k = nn.Linear(C, config.n_kv_head * D, bias=False)
+        self.c_v = nn.Linear(C, config.n_kv_head * D, bias=False)
+        self.c_proj = nn.Linear(config.n_head * D, C, bias=False)
+        self.ve_gate = nn.Linear(arch.ve_gate_channels, config.n_kv_head, bias=False) if has_ve_gate else None
+
+    def forward(
+        self,
+        h: torch.Tensor,  # (B, T, C), already normed
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        window: int | None,
+        cache: KVCache | None,
+        ve: torch.Tensor | None,  # gated: raw table rows (B, T, Hkv*D); prototypes: already scaled
+    ) -> torch.Tensor:
+        B, T, _ = h.shape
+        q = self.c_q(h).view(B, T, self.n_head, self.head_dim)
+        k = self.c_k(h).view(B, T, self.n_kv_head, self.head_dim)
+        v = self.c_v(h).view(B, T, self.n_kv_head, self.head_dim)
+        if ve is not None:
+            ve = ve.view(B, T, self.n_kv_head, self.head_dim)
+            if self.ve_gate is not None:  # one gate per kv head, read from the attention input
+                gate = self.ve_gate_factor * torch.sigmoid(self.ve_gate(h[..., : self.ve_gate_channels]))
+                ve = gate.unsqueeze(-1) * ve
+            v = v + ve
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        q, k = norm(q), norm(k)
+        if self.qk_scale != 1.0:
+            q, k = q * self.qk_scale, k * self.qk_scale
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, T, D)
+
+        start = 0  # absolute position of this chunk's first token
+        if cache is not None:
+            start = cache.pos
+            cache.k[self.layer_idx, :, :, start : start + T] = k
+            cache.v[self.layer_idx, :, :, start : start + T] = v
+            # Only keys some query here can see: the window reaches back `window` positions.
+            first = 0 if window is None else max(0, start - window)
+            k = cache.k[self.layer_idx, :, :, first : start + T]
+            v = cache.v[self.layer_idx, :, :, first : start + T]
+        else:
+            first = 0
+        y = _attend(q, k, v, start, first, window)
+        y = y.transpose(1, 2).contiguous().view(B, T, -1)
+        return self.c_proj(y)
+
+
+def _attend(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, start: int, first: int,
+            window: int | None) -> torch.Tensor:
+    """Causal (optionally sliding-window) attention. q covers absolute positions start..start+Tq-1,
+    k/v cover first..start+Tq-1. Query i sees key j iff j <= i and i - j <= window."""
+    Tq, Tk = q.shape[2], k.shape[2]
+    gqa = q.shape[1] != k.shape[1]
+    if Tq == 1:
+        # Decode: the slice already holds exactly the visible keys.
+        return F.scaled_dot_product_attention(q, k, v, enable_gqa=gqa)
+    if first == start and (window is None or window >= Tq - 1):
+        # A fresh chunk whose window never cuts inside it: plain causal attention.
+        return F.scaled_dot_product_attention(q, k, v, is_causal=True, enable_gqa=gqa)
+    qpos = torch.arange(start, start + Tq, device=q.device)[:, None]
+    kpos = torch.arange(first, first + Tk, device=q.device)[None, :]
+    mask = kpos <= qpos
+    if window is not None:
+        mask = mask & (qpos - kpos <= window)
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
+
+
+class MLP(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(config.n_embd, 4 * config.n_embd, bias=False)
+        self.c_proj = nn.Linear(4 * config.n_embd, config.n_embd, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c_proj(F.relu(self.c_fc(x)).square())
+
+
+class Block(nn.Module):
+    def __init__(self, config: ModelConfig, arch: Architecture, layer_idx: int, has_ve_gate: bool):
+        super().__init__()
+        self.attn = CausalSelfAttention(config, arch, layer_idx, has_ve_gate)
+        self.mlp = MLP(config)
+
+    def forward(self, x, cos, sin, window, cache, ve):
+        x = x + self.attn(norm(x), cos, sin, window, cache, ve)
+        return x + self.mlp(norm(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, config: ModelConfig, arch: Architecture):
+        super().__init__()
+        self.config, self.arch = config, arch
+        C, n = config.n_embd, config.n_layer
+        kv_dim = config.n_kv_head * config.head_dim
+        vocab_rows = padded_vocab(config.vocab_size)
+        self.ve_layers = value_embed_layers(arch, n)
+        self.windows = window_sizes(arch, config)
+
+        self.transformer = nn.ModuleDict({
+            "wte": nn.Embedding(vocab_rows, C),
+            "h": nn.ModuleList([
+                Block(config, arch, i, has_ve_gate=arch.value_embeds == "gated" and i in self.ve_layers)
+                for i in range(n)
+            ]),
+        })
+        self.lm_head = nn.Linear(C, vocab_rows, bias=False)
+        if arch.lambdas:
+            self.resid_lambdas = nn.Parameter(torch.ones(n))
+            self.x0_lambdas = nn.Parameter(torch.zeros(n))
+        if arch.value_embeds in ("gated", "perlayer"):
+            self.value_embeds = nn.ModuleDict({str(i): nn.Embedding(vocab_rows, kv_dim) for i in self.ve_layers})
+        elif arch.value_embeds == "single":
+            self.value_embed = nn.Embedding(vocab_rows, kv_dim)
+        elif arch.value_embeds == "lowrank":
+            self.value_embed_A = nn.Embedding(vocab_rows, LOWRANK_VE_DIM)
+            self.value_embed_B = nn.Linear(LOWRANK_VE_DIM, kv_dim, bias=False)
+        if arch.value_embeds in ("lowrank", "single", "perlayer"):
+            self.v0_lambdas = nn.Parameter(torch.zeros(n))
+        if arch.bigram:
+            self.bigram_embed = nn.Module()
+            self.bigram_embed.embed = nn.Embedding(5 * config.vocab_size, C)
+            self.bigram_lambdas = nn.Parameter(torch.zeros(n))
+        if arch.smear:
+            self.smear_gate = nn.Linear(SMEAR_CHANNELS, 1, bias=False)
+            self.smear_lambda = nn.Parameter(torch.zeros(1))
+        if arch.backout:
+            self.backout_lambda = nn.Parameter(torch.zeros(1))
+        self.backout_layer = n // 2
+
+        # Rotary tables are not in checkpoints: recompute them, 10x sequence_len like nanochat.
+        self.rotary_len = 10 * config.sequence_len
+        cos, sin = self._rotary_tables(self.rotary_len)
+        self.register_buffer("cos", cos, persistent=False)
+        self.register_buffer("sin", sin, persistent=False)
+
+    def _rotary_tables(self, length: int, device=None) -> tuple[torch.Tensor, torch.Tensor]:
+        D = self.config.head_dim
+        channels = torch.arange(0, D, 2, dtype=torch.float32, device=device)
+        inv_freq = 1.0 / (self.arch.rope_base ** (channels / D))
+        freqs = torch.outer(torch.arange(length, dtype=torch.float32, device=device), inv_freq)
+        cos, sin = freqs.cos(), freqs.sin()
+        if self.arch.bf16_rotary:
+            # Older generations multiplied fp32 activations by bf16-rounded tables (§8).
+            cos, sin = cos.bfloat16().float(), sin.bfloat16().float()
+        return cos, sin
+
+    def refresh_rotary(self, dtype: torch.dtype) -> None:
+        """Rebuild the tables on the model's device in the compute dtype (after .to())."""
+        cos, sin = self._rotary_tables(self.rotary_len, device=self.lm_head.weight.device)
+        self.cos, self.sin = cos.to(dtype), sin.to(dtype)
+
+    # -- pieces of the forward pass --
+
+    def _embed(self, idx: torch.Tensor, prev_token: torch.Tensor | None) -> torch.Tensor:
+        x = norm(self.transformer.wte(idx))
+        if self.arch.smear:
+            # x_t += lambda * sigmoid(gate . x_t[:24]) * x_{t-1}, with un-smeared x_{t-1}.
+            if prev_token is not None:  # continuing a cache: the token before this chunk
+                before = norm(self.transformer.wte(prev_token))[:, None, :]
+                prev, cur = torch.cat([before, x[:, :-1]], dim=1), x
+                gate = torch.sigmoid(self.smear_gate(cur[..., :SMEAR_CHANNELS]))
+                x = cur + self.smear_lambda * gate * prev
+            elif x.shape[1] > 1:
+                cur, prev = x[:, 1:], x[:, :-1]
+                gate = torch.sigmoid(self.smear_gate(cur[..., :SMEAR_CHANNELS]))
+                x = torch.cat([x[:, :1], cur + self.smear_lambda * gate * prev], dim=1)
+        return x
+
+    def _bigram(self, idx: torch.Tensor, prev_token: torch.Tensor | None) -> torch.Tensor:
+        """Engram rows: 5V-1 at absolute position 0, else hash(tok_t, tok_{t-1}) mod (5V-1)."""
+        rows = 5 * self.config.vocab_size - 1
+        if prev_token is None:
+            prev = torch.cat([torch.zeros_like(idx[:, :1]), idx[:, :-1]], dim=1)
+        else:
+            prev = torch.cat([prev_token[:, None], idx[:, :-1]], dim=1)
+        index = torch.bitwise_xor(BIGRAM_MULT_CUR * idx, BIGRAM_MULT_PREV * prev) % rows
+        if prev_token is None:
+            index[:, 0] = rows
+        return self.bigram_embed.embed(index)
+
+    def _value_embed(self, layer: int, idx: torch.Tensor) -> torch.Tensor | None:
+        kind = self.arch.value_embeds
+        if kind is None or layer not in self.ve_layers:
+            return None
+        if kind == "gated":
+            return self.value_embeds[str(layer)](idx)
+        if kind == "perlayer":
+            table = self.value_embeds[str(layer)](idx)
+        elif kind == "single":
+            table = self.value_embed(idx)
+        else:  # lowrank
+            table = self.value_embed_B(self.value_embed_A(idx))
+        return self.v0_lambdas[layer] * table
+
+    def forward(
+        self,
+        idx: torch.Tensor,
+        cache: KVCache | None = None,
+        prev_token: torch.Tensor | None = None,
+        last_only: bool = False,
+    ) -> torch.Tensor:
+        """Softcapped float32 logits (B, T, vocab_size), or (B, vocab_size) with last_only.
+
+        With a cache, idx continues the cached sequence at position cache.pos; `prev_token` (B,)
+        is the token just before idx when cache.pos > 0 (smear and the bigram hash read it).
+        """
+        B, T = idx.shape
+        start = cache.pos if cache is not None else 0
+        if start + T > self.rotary_len:
+            raise ValueError(
+                f"context of {start + T} tokens exceeds this model's limit of {self.rotary_len}"
+            )
+        if start > 0 and prev_token is None and (self.arch.smear or self.arch.bigram):
+            raise ValueError("continuing a cache needs the previous token")
+        if start == 0:
+            prev_token = None
+        cos, sin = self.cos[start : start + T], self.sin[start : start + T]
+
+        x = self._embed(idx, prev_token)
+        x0 = x
+        bigram = self._bigram(idx, prev_token) if self.arch.bigram else None
+        backout = None
+        for i, block in enumerate(self.transformer.h):
+            if self.arch.lambdas:
+                x = self.resid_lambdas[i] * x + self.x0_lambdas[i] * x0
+                if bigram is not None:
+                    x = x + self.bigram_lambdas[i] * bigram
+            x = block(x, cos, sin, self.windows[i], cache, self._value_embed(i, idx))
+            if self.arch.backout and i == self.backout_layer:
+                backout = x
+        if backout is not None:
+            x = x - self.backout_lambda * backout
+        if cache is not None:
+            cache.pos = start + T
+        if last_only:
+            x = x[:, -1]
+        logits = self.lm_head(norm(x))[..., : self.config.vocab_size].float()
+        cap = self.arch.softcap
+        return cap * torch.tanh(logits / cap)
+
+    def new_cache(self, batch: int, capacity: int) -> KVCache:
+        p = self.lm_head.weight
+        return KVCache(self.config.n_layer, batch, self.config.n_kv_head, self.config.head_dim,
+                       capacity, p.dtype, p.device)
+
+    # -- training support (the demo model is trained with this same code) --
+
+    @torch.no_grad()
+    def init_weights(self, seed: int = 0) -> None:
+        """A sensible from-scratch init in nanochat's spirit: zero output projections, small
+        lm_head, unit embeddings, neutral scalars."""
+        g = torch.Generator().manual_seed(seed)
+        C = self.config.n_embd
+        for name, p in self.named_parameters():
+            if p.ndim == 2:
+                std = 1.0 if "wte" in name or "embed" in name and "value_embed_B" not in name else C ** -0.5
+                if "value_embeds" in name or "value_embed." in name:
+                    std = C ** -0.5
+                p.copy_(torch.randn(p.shape, generator=g) * std)
+        for block in self.transformer.h:
+            block.attn.c_proj.weight.zero_()
+            block.mlp.c_proj.weight.zero_()
+            if block.attn.ve_gate is not None:
+                block.attn.ve_gate.weight.zero_()
+        self.lm_head.weight.normal_(0.0, 0.001, generator=g)
+        if self.arch.lambdas:
+            self.resid_lambdas.fill_(1.0)
+            self.x0_lambdas.fill_(0.1)
+        if self.arch.smear:
+            self.smear_gate.weight.zero_()
+            self.smear_lambda.zero_()
+        if self.arch.backout:
+            self.backout_lambda.fill_(0.2)
+        if self.arch.bigram:
+            self.bigram_lambdas.zero_()
+        if hasattr(self, "v0_lambdas"):
+            self.v0_lambdas.zero_()
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,86 @@
+"""Settings handed from the command line to each front-end.
+
+Plain dataclasses with no torch / Textual / aiohttp import, so `--help` stays fast and each mode
+imports only what it needs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
+
+from nanochat_core.chat import SamplingParams
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nanochat_core.api import ChatModel
+
+
+@dataclass(frozen=True)
+class ModelSelection:
+    """Which checkpoint to load and how (nanochat's rules; see nanochat_core.checkpoints)."""
+
+    base_dir: str | None = None  # --model-dir, else NANOCHAT_BASE_DIR, else ~/.cache/nanochat
+    source: str = "sft"
+    model_tag: str | None = None
+    step: int | None = None
+    device_type: str | None = None  # cuda | cpu | mps; None = autodetect
+    dtype: str | None = None  # bfloat16 | float32; None = bfloat16 on CUDA, float32 elsewhere
+    softcap: float | None = None  # override for the gen3 / gen3-softcap20 ambiguity
+    explicit: bool = False  # the user named a source/tag/step/dir: never fall back to the demo model
+
+    def load(self, progress: Callable[[str], None] | None = None, device: str | None = None) -> "ChatModel":
+        """Load the model (imports torch). Raises nanochat_core.CheckpointError with one line."""
+        from nanochat_core.api import load_chat_model
+
+        return load_chat_model(
+            base_dir=self.base_dir,
+            source=self.source,
+            model_tag=self.model_tag,
+            step=self.step,
+            device=device or self.device_type,
+            dtype=self.dtype,
+            softcap=self.softcap,
+            allow_demo=not self.explicit,
+            progress=progress,
+        )
+
+    def as_stats(self) -> dict:
+        return {
+            "model_dir": self.base_dir,
+            "source": self.source,
+            "model_tag": self.model_tag,
+            "step": self.step,
+            "device_type": self.device_type or "auto",
+            "dtype": self.dtype or "auto",
+            "softcap": self.softcap,
+        }
+
+
+@dataclass(frozen=True)
+class ChatConfig:
+    """Everything a chat front-end (TUI, line chat, one-shot) needs."""
+
+    model: ModelSelection = field(default_factory=ModelSelection)
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    system: str | None = None
+    debug: bool = False
+
+
+@dataclass(frozen=True)
+class WebConfig:
+    """`nanochat-tui --web` settings (defaults are nanochat's chat_web.py defaults)."""
+
+    model: ModelSelection = field(default_factory=ModelSelection)
+    sampling: SamplingParams = field(
+        default_factory=lambda: SamplingParams(temperature=0.8, top_k=50, max_tokens=512, seed=None)
+    )
+    system: str | None = None
+    host: str = "0.0.0.0"
+    port: int = 8000
+    num_gpus: int = 1
+    queue_size: int = 64  # requests allowed to wait for a worker; beyond that: 503 + Retry-After
+    max_body_bytes: int = 1_000_000  # request bodies above this: 413
+    log_conversations: bool = False
+    cors_origin: str | None = None
+    api_key: str | None = None
+    debug: bool = False
