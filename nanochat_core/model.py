@@ -282,12 +282,13 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self, config: ModelConfig, arch: Architecture):
+    def __init__(self, config: ModelConfig, arch: Architecture, vocab_rows: int | None = None):
         super().__init__()
         self.config, self.arch = config, arch
         C, n = config.n_embd, config.n_layer
         kv_dim = config.n_kv_head * config.head_dim
-        vocab_rows = padded_vocab(config.vocab_size)
+        # Rows are padded to a multiple of 64 since 2025-12-09; older files have exactly vocab_size.
+        vocab_rows = vocab_rows or padded_vocab(config.vocab_size)
         self.ve_layers = value_embed_layers(arch, n)
         self.windows = window_sizes(arch, config)
 
@@ -447,10 +448,8 @@ class GPT(nn.Module):
         g = torch.Generator().manual_seed(seed)
         C = self.config.n_embd
         for name, p in self.named_parameters():
-            if p.ndim == 2:
-                std = 1.0 if "wte" in name or "embed" in name and "value_embed_B" not in name else C ** -0.5
-                if "value_embeds" in name or "value_embed." in name:
-                    std = C ** -0.5
+            if p.ndim == 2:  # token embedding ~ N(0, 1); every other matrix ~ N(0, 1/C)
+                std = 1.0 if name.startswith("transformer.wte") else C ** -0.5
                 p.copy_(torch.randn(p.shape, generator=g) * std)
         for block in self.transformer.h:
             block.attn.c_proj.weight.zero_()

@@ -1,0 +1,196 @@
+"""The public API: load a checkpoint (or the demo model) and chat with it.
+
+    from nanochat_core import load_chat_model
+    m = load_chat_model()                       # ~/.cache/nanochat, else the bundled demo model
+    ids = m.render([{"role": "user", "content": "Hello"}])
+    for event in m.chat([{"role": "user", "content": "Hello"}]): ...
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import torch
+
+from .chat import Message, SamplingParams, render_messages, validate_messages
+from .checkpoints import (
+    CheckpointError,
+    CheckpointLocation,
+    build_model,
+    default_base_dir,
+    detect_generation,
+    find_checkpoint,
+    read_model_config,
+    read_state_dict,
+)
+from .engine import Engine
+from .events import Event
+from .model_info import ModelInfo
+from .resources import demo_model_dir
+from .tokenizer import Tokenizer, TokenizerError
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+
+
+def autodetect_device() -> str:
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def resolve_device_and_dtype(device: str | None, dtype: str | None) -> tuple[torch.device, torch.dtype]:
+    """bfloat16 on CUDA (nanochat's default there), float32 elsewhere: CPUs and MPS run bf16
+    matrix products slowly or not at all, and the fixtures' reference logits are fp32."""
+    device = device or autodetect_device()
+    if device not in ("cuda", "cpu", "mps") and not device.startswith("cuda:"):
+        raise CheckpointError(f"unknown device type {device!r}: choose cuda, cpu or mps")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CheckpointError("--device-type cuda was requested but CUDA is not available here")
+    if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
+        raise CheckpointError("--device-type mps was requested but MPS is not available here")
+    if dtype is None:
+        dtype = "bfloat16" if device.startswith("cuda") else "float32"
+    if dtype not in DTYPES:
+        raise CheckpointError(f"unknown dtype {dtype!r}: choose bfloat16 or float32")
+    return torch.device(device), DTYPES[dtype]
+
+
+class ChatModel:
+    """A loaded model + tokenizer + engine. Runs one generation at a time (it owns a KV cache)."""
+
+    def __init__(self, model, tokenizer: Tokenizer, info: ModelInfo, notices: Sequence[str] = ()):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.info = info
+        self.notices = list(notices)
+        self.engine = Engine(model, tokenizer)
+
+    def render(self, messages: Sequence[dict | Message]) -> list[int]:
+        """nanochat's rendering of a conversation, ending with <|assistant_start|>.
+        Accepts dicts with string or parts content (a first system message is folded in)."""
+        clean = [m if isinstance(m, Message) else Message(m["role"], m["content"] if isinstance(m["content"], str) else tuple(m["content"])) for m in messages]
+        return render_messages(self.tokenizer, clean)
+
+    @torch.inference_mode()
+    def logits(self, ids: Sequence[int]) -> torch.Tensor:
+        """Full-sequence forward: float32 logits [len(ids), vocab_size] (softcapped)."""
+        idx = torch.tensor([list(ids)], dtype=torch.long, device=self.engine.device)
+        return self.model(idx)[0].float().cpu()
+
+    def generate_ids(self, ids: Sequence[int], temperature: float = 0.0, top_k: int | None = None,
+                     max_tokens: int = 256, seed: int | None = 42,
+                     cancel: threading.Event | None = None) -> Iterator[int]:
+        """Every token appended to the sequence (forced tool tokens and the stop token included)."""
+        for step in self.engine.generate(list(ids), temperature, top_k, max_tokens, seed, cancel):
+            yield step.token
+
+    def stream(self, ids: Sequence[int], sampling: SamplingParams | None = None,
+               cancel: threading.Event | None = None) -> Iterator[Event]:
+        return self.engine.stream(list(ids), sampling or SamplingParams(), cancel)
+
+    def chat(self, messages: Sequence[Any], sampling: SamplingParams | None = None,
+             cancel: threading.Event | None = None) -> Iterator[Event]:
+        """Validate (raises ValidationError before any work), render and stream a reply."""
+        clean = validate_messages(messages)
+        return self.stream(render_messages(self.tokenizer, clean), sampling, cancel)
+
+    def reply(self, messages: Sequence[Any], sampling: SamplingParams | None = None) -> str:
+        """The whole reply text (tool calls left out), for scripts and notebooks."""
+        from .events import Done, ErrorEvent
+
+        for event in self.chat(messages, sampling):
+            if isinstance(event, ErrorEvent):
+                raise RuntimeError(event.message)
+            if isinstance(event, Done):
+                return event.text
+        return ""
+
+
+def _load_location(loc: CheckpointLocation, device: torch.device, dtype: torch.dtype,
+                   softcap: float | None, is_demo: bool, progress: Callable[[str], None]) -> ChatModel:
+    progress(f"Reading {loc.meta_path}")
+    config = read_model_config(loc.meta_path)
+    progress(f"Loading tokenizer {loc.tokenizer_path}")
+    try:
+        tokenizer = Tokenizer.from_file(loc.tokenizer_path)
+    except TokenizerError as e:
+        raise CheckpointError(str(e)) from None
+    if tokenizer.vocab_size != config.vocab_size:
+        raise CheckpointError(
+            f"vocab mismatch: {loc.tokenizer_path} has {tokenizer.vocab_size} tokens but "
+            f"{loc.meta_path.name} says vocab_size {config.vocab_size}"
+        )
+    progress(f"Loading weights {loc.model_path}")
+    state = read_state_dict(loc.model_path)
+    generation = detect_generation(state)
+    model = build_model(state, config, generation, softcap, loc.model_path)
+    del state
+    progress(f"Detected {generation}; converting to {str(dtype).removeprefix('torch.')} on {device}")
+    # Weights are converted ONCE here to the compute dtype (bf16 tables in the file included).
+    model = model.to(device=device, dtype=dtype).eval()
+    model.refresh_rotary(dtype)
+    model.requires_grad_(False)
+    info = ModelInfo(
+        generation=generation,
+        source="demo" if is_demo else loc.source,
+        model_tag=loc.model_tag,
+        step=loc.step,
+        checkpoint_dir=str(loc.tag_dir),
+        is_demo=is_demo,
+        n_layer=config.n_layer,
+        n_embd=config.n_embd,
+        n_head=config.n_head,
+        n_kv_head=config.n_kv_head,
+        vocab_size=config.vocab_size,
+        sequence_len=config.sequence_len,
+        window_pattern=config.window_pattern,
+        softcap=model.arch.softcap,
+        params=model.num_params(),
+        device=str(device),
+        dtype=str(dtype).removeprefix("torch."),
+    )
+    return ChatModel(model, tokenizer, info)
+
+
+def load_chat_model(
+    base_dir: str | Path | None = None,
+    source: str = "sft",
+    model_tag: str | None = None,
+    step: int | None = None,
+    device: str | None = None,
+    dtype: str | None = None,
+    softcap: float | None = None,
+    allow_demo: bool = True,
+    progress: Callable[[str], None] | None = None,
+) -> ChatModel:
+    """Find and load a nanochat checkpoint with nanochat's rules (see README "Your checkpoints").
+
+    With nothing found and nothing explicitly requested (no base_dir, tag or step, and
+    allow_demo), the bundled demo model is loaded and a notice says so. Any problem raises
+    CheckpointError with a one-line message.
+    """
+    say = progress or (lambda _line: None)
+    torch_device, torch_dtype = resolve_device_and_dtype(device, dtype)
+    explicit = base_dir is not None or model_tag is not None or step is not None
+    root = Path(base_dir).expanduser() if base_dir is not None else default_base_dir()
+    say(f"Looking for {source} checkpoints in {root}")
+    try:
+        loc = find_checkpoint(root, source, model_tag, step)
+    except CheckpointError as e:
+        if explicit or not allow_demo:
+            raise
+        demo = demo_model_dir()
+        notice = f"no checkpoints in {root}; using the bundled demo model ({demo})"
+        say(notice)
+        try:
+            loc = find_checkpoint(demo, "sft")
+        except CheckpointError:
+            raise CheckpointError(f"{e}; and the bundled demo model is missing from {demo}") from None
+        m = _load_location(loc, torch_device, torch_dtype, softcap, True, say)
+        m.notices.append(notice)
+        return m
+    return _load_location(loc, torch_device, torch_dtype, softcap, False, say)
