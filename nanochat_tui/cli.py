@@ -1,0 +1,242 @@
+"""`nanochat-tui` command line: parse the arguments of each mode and start it.
+
+Modes:
+  nanochat-tui                 full-screen terminal chat (Textual)
+  nanochat-tui -p "question"   one reply streamed to stdout, then exit
+  nanochat-tui --plain         line-by-line chat (also when stdin/stdout is not a terminal)
+  nanochat-tui --web           browser chat served by aiohttp (here -p means --port)
+  nanochat-tui bench           decode / time-to-first-token benchmark, JSON on the last line
+
+This module imports neither torch nor Textual nor aiohttp at import time, so `--help` is instant
+and each mode pays only for what it uses.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+from nanochat_core.chat import (
+    SamplingParams,
+    ValidationError,
+    check_seed,
+    parse_max_tokens,
+    parse_temperature,
+    parse_top_k,
+)
+
+from .config import ChatConfig, ModelSelection, WebConfig
+
+PROG = "nanochat-tui"
+
+EPILOG_CHAT = """\
+modes:
+  nanochat-tui                  full-screen chat (the default on a terminal)
+  nanochat-tui -p "Hi"          one reply to stdout, then exit; -p - reads the prompt from stdin
+  nanochat-tui --plain          line chat (User:/Assistant:); automatic when not on a terminal
+  nanochat-tui --web --help     browser chat; in web mode -p means --port
+  nanochat-tui bench --help     speed benchmark
+
+checkpoints: --model-dir, else $NANOCHAT_BASE_DIR, else ~/.cache/nanochat; inside it
+base_checkpoints/ chatsft_checkpoints/ chatrl_checkpoints/ as nanochat writes them. With none
+found (and none asked for) the bundled demo model is used.
+sampling values outside the ranges (temperature 0.0-2.0, top-k 0-200, max tokens 1-4096) are
+rejected, never clamped: the same rule as the web API and the /temperature commands.
+"""
+
+
+def _add_model_flags(p: argparse.ArgumentParser, dtype_default_help: str) -> None:
+    g = p.add_argument_group("model selection (nanochat's rules)")
+    g.add_argument("-i", "--source", choices=["base", "sft", "rl"], default=None,
+                   help="which training stage to load: base|sft|rl (default: sft)")
+    g.add_argument("-g", "--model-tag", default=None,
+                   help="model tag directory, e.g. d20 (default: largest dNN, else newest)")
+    g.add_argument("-s", "--step", type=int, default=None, help="checkpoint step (default: largest)")
+    g.add_argument("--model-dir", default=None, metavar="DIR",
+                   help="nanochat base dir (default: $NANOCHAT_BASE_DIR, else ~/.cache/nanochat)")
+    g.add_argument("--device-type", choices=["cuda", "cpu", "mps"], default=None,
+                   help="device (default: autodetect cuda > mps > cpu)")
+    g.add_argument("-d", "--dtype", choices=["bfloat16", "float32"], default=None, help=dtype_default_help)
+    g.add_argument("--softcap", type=float, default=None,
+                   help="logit softcap override: 20 for checkpoints from nanochat's 2026-03-02..09 "
+                        "week (gen3-softcap20), which files cannot tell apart from gen3 (15)")
+
+
+def _add_sampling_flags(p: argparse.ArgumentParser, t: float, k: int, m: int) -> None:
+    g = p.add_argument_group("sampling")
+    g.add_argument("-t", "--temperature", default=str(t), metavar="T",
+                   help=f"0.0-2.0; 0 = greedy (default: {t})")
+    g.add_argument("-k", "--top-k", default=str(k), metavar="K",
+                   help=f"0-200; 0 = full vocabulary (default: {k})")
+    g.add_argument("-m", "--max-tokens", default=str(m), metavar="N",
+                   help=f"1-4096 tokens per reply (default: {m})")
+
+
+DTYPE_HELP = ("compute dtype (default: bfloat16 on CUDA as nanochat does; float32 on CPU/MPS, "
+              "where bf16 math is slow or unsupported and nanochat's reference logits are fp32)")
+
+
+def build_chat_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=PROG, description="Chat with a nanochat model in the terminal.",
+        epilog=EPILOG_CHAT, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("-p", "--prompt", default=None, metavar="TEXT",
+                   help="answer TEXT once on stdout and exit ('-' reads the prompt from stdin)")
+    p.add_argument("--plain", action="store_true", help="line-by-line chat instead of the full-screen app")
+    p.add_argument("--web", action="store_true", help="serve the browser chat (see --web --help)")
+    p.add_argument("--system", default=None, metavar="TEXT", help="a system message (folded into the first user turn)")
+    p.add_argument("--seed", type=int, default=42, help="sampling seed, reset every reply as nanochat does (default: 42)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    _add_sampling_flags(p, 0.6, 50, 512)
+    _add_model_flags(p, DTYPE_HELP)
+    return p
+
+
+def build_web_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=f"{PROG} --web", description="Serve the nanochat chat page and API (nanochat's chat_web protocol).",
+        epilog="In web mode -p means --port, as in nanochat's chat_web.py.",
+    )
+    p.add_argument("--web", action="store_true", help=argparse.SUPPRESS)
+    p.add_argument("-n", "--num-gpus", type=int, default=1, help="workers, one per GPU (default: 1)")
+    p.add_argument("-p", "--port", type=int, default=8000, help="port (default: 8000)")
+    p.add_argument("--host", default="0.0.0.0", help="address to bind (default: 0.0.0.0, i.e. reachable from the network)")
+    p.add_argument("--system", default=None, metavar="TEXT", help="a system message prepended to every conversation that has none")
+    p.add_argument("--seed", type=int, default=None, help="fixed sampling seed (default: random per request, as nanochat)")
+    p.add_argument("--queue-size", type=int, default=64, help="requests allowed to wait for a worker before 503 (default: 64)")
+    p.add_argument("--log-conversations", action="store_true", help="log every message to the console (off by default)")
+    p.add_argument("--cors-origin", default=None, metavar="ORIGIN", help="allow this origin to call the API (default: same origin only)")
+    p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on the API")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    _add_sampling_flags(p, 0.8, 50, 512)
+    _add_model_flags(p, "compute dtype (default: bfloat16 on CUDA as nanochat's server; float32 on CPU/MPS)")
+    return p
+
+
+def build_bench_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog=f"{PROG} bench",
+        description="Measure time to first token and decode speed. Runs exactly --decode-tokens "
+                    "steps (stop tokens ignored); prints a summary, then one JSON object as the last line.",
+    )
+    p.add_argument("--prompt-tokens", type=int, default=512, metavar="N", help="prompt length (default: 512)")
+    p.add_argument("--decode-tokens", type=int, default=128, metavar="M", help="decode steps (default: 128)")
+    p.add_argument("--batch-size", type=int, default=1, metavar="B", help="rows decoded together (default: 1)")
+    p.add_argument("--repeats", type=int, default=1, help="repeat and report the best run (default: 1)")
+    p.add_argument("--naive", action="store_true",
+                   help="also measure the naive baseline (full recompute every step, no KV cache)")
+    p.add_argument("--random", default=None, metavar="dDEPTH[:WIDTH[:VOCAB]]",
+                   help="benchmark a random-weight gen5 model of this shape instead of a checkpoint, "
+                        "e.g. d8:512:8192 or d20 (width = 64*depth rounded up to 128, vocab 32768)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the random prompt (default: 0)")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    _add_model_flags(p, DTYPE_HELP)
+    return p
+
+
+class UsageError(Exception):
+    """A bad command line; message printed as `nanochat-tui: error: ...`, exit 2."""
+
+
+def _selection(args: argparse.Namespace) -> ModelSelection:
+    explicit = any(v is not None for v in (args.source, args.model_tag, args.step, args.model_dir))
+    return ModelSelection(
+        base_dir=args.model_dir, source=args.source or "sft", model_tag=args.model_tag,
+        step=args.step, device_type=args.device_type, dtype=args.dtype, softcap=args.softcap,
+        explicit=explicit,
+    )
+
+
+def _sampling(args: argparse.Namespace, seed: int | None) -> SamplingParams:
+    try:
+        return SamplingParams(
+            temperature=parse_temperature(args.temperature),
+            top_k=parse_top_k(args.top_k),
+            max_tokens=parse_max_tokens(args.max_tokens),
+            seed=None if seed is None else check_seed(seed),
+        )
+    except ValidationError as e:
+        raise UsageError(str(e)) from None
+
+
+def _fail(message: str) -> int:
+    print(f"{PROG}: error: {message}", file=sys.stderr)
+    return 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    try:
+        return _dispatch(argv)
+    except UsageError as e:
+        return _fail(str(e))
+    except KeyboardInterrupt:
+        print("\nGoodbye!", file=sys.stderr)
+        return 130
+    except Exception as e:  # one line for the user; --debug shows the traceback
+        from nanochat_core.chat import ValidationError as _VE
+
+        if debug:
+            raise
+        known = (_VE,)
+        try:
+            from nanochat_core.checkpoints import CheckpointError
+
+            known += (CheckpointError,)
+        except Exception:  # pragma: no cover
+            pass
+        if isinstance(e, known):
+            return _fail(str(e))
+        return _fail(f"{type(e).__name__}: {e} (run with --debug for the traceback)")
+
+
+def _dispatch(argv: list[str]) -> int:
+    if argv[:1] == ["bench"]:
+        args = build_bench_parser().parse_args(argv[1:])
+        from .bench_cli import run_bench
+
+        return run_bench(args, _selection(args))
+    if "--web" in argv:
+        args = build_web_parser().parse_args(argv)
+        if args.num_gpus < 1:
+            raise UsageError("--num-gpus must be at least 1")
+        if not (0 <= args.port <= 65535):
+            raise UsageError("--port must be between 0 and 65535")
+        if args.queue_size < 0:
+            raise UsageError("--queue-size must be 0 or more")
+        config = WebConfig(
+            model=_selection(args), sampling=_sampling(args, args.seed), system=args.system,
+            host=args.host, port=args.port, num_gpus=args.num_gpus, queue_size=args.queue_size,
+            log_conversations=args.log_conversations, cors_origin=args.cors_origin,
+            api_key=args.api_key, debug=args.debug,
+        )
+        from .web import run_web
+
+        return run_web(config)
+
+    args = build_chat_parser().parse_args(argv)
+    config = ChatConfig(model=_selection(args), sampling=_sampling(args, args.seed),
+                        system=args.system, debug=args.debug)
+    if args.system is not None and not args.system.strip():
+        raise UsageError("--system needs some text")
+    if args.prompt is not None:
+        from .oneshot import run_oneshot
+
+        prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
+        return run_oneshot(config, prompt)
+    interactive = sys.stdin.isatty() and sys.stdout.isatty()
+    if args.plain or not interactive or os.environ.get("TERM") == "dumb":
+        from .plain import run_plain
+
+        return run_plain(config)
+    from .app import run_tui
+
+    return run_tui(config)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
