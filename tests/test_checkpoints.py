@@ -1,0 +1,189 @@
+"""Finding checkpoints with nanochat's rules, and refusing broken or hostile files in one line."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import FIXTURES
+from nanochat_core import CheckpointError, load_chat_model
+from nanochat_core.checkpoints import find_checkpoint
+from nanochat_core.tokenizer import Tokenizer, TokenizerError
+
+GEN5 = FIXTURES / "gen5-smear-backout" / "base_dir"
+
+
+def make_tags(root: Path, source_dir: str, tags: dict[str, list[int]]) -> None:
+    for tag, steps in tags.items():
+        d = root / source_dir / tag
+        d.mkdir(parents=True)
+        for s in steps:
+            (d / f"model_{s:06d}.pt").write_bytes(b"")
+            (d / f"optim_{s:06d}_rank0.pt").write_bytes(b"")  # never mistaken for a model
+        time.sleep(0.01)
+
+
+def test_largest_depth_tag_then_largest_step(tmp_path):
+    make_tags(tmp_path, "chatsft_checkpoints", {"d4": [100, 900], "d12-long": [5], "d8": [7]})
+    loc = find_checkpoint(tmp_path, "sft")
+    assert (loc.model_tag, loc.step) == ("d12-long", 5)  # prefix match: d12-long is depth 12
+    assert find_checkpoint(tmp_path, "sft", "d4").step == 900
+    assert find_checkpoint(tmp_path, "sft", "d4", 100).step == 100
+
+
+def test_newest_tag_when_none_is_dNN(tmp_path):
+    make_tags(tmp_path, "base_checkpoints", {"alpha": [1], "beta": [2]})
+    os.utime(tmp_path / "base_checkpoints" / "alpha", (time.time() + 100, time.time() + 100))
+    assert find_checkpoint(tmp_path, "base").model_tag == "alpha"
+
+
+def test_sources_map_to_nanochat_dirs(tmp_path):
+    make_tags(tmp_path, "chatrl_checkpoints", {"d20": [3]})
+    make_tags(tmp_path, "sft_checkpoints", {"d20": [4]})  # nanochat 1ddaad1 wrote here for a day
+    assert find_checkpoint(tmp_path, "rl").step == 3
+    assert find_checkpoint(tmp_path, "sft").step == 4
+
+
+def test_missing_things_name_what_exists(tmp_path):
+    make_tags(tmp_path, "chatsft_checkpoints", {"d4": [100, 200]})
+    with pytest.raises(CheckpointError) as e:
+        find_checkpoint(tmp_path, "sft", "d9")
+    assert "no model tag 'd9'" in str(e.value) and "d4" in str(e.value)
+    with pytest.raises(CheckpointError) as e:
+        find_checkpoint(tmp_path, "sft", "d4", 150)
+    assert "steps present: 100, 200" in str(e.value)
+    with pytest.raises(CheckpointError) as e:
+        find_checkpoint(tmp_path, "rl")
+    assert "chatrl_checkpoints" in str(e.value) and "d4 (steps 100, 200)" in str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_rl_directory_loads(tmp_path):
+    shutil.copytree(GEN5 / "tokenizer", tmp_path / "tokenizer")
+    shutil.copytree(GEN5 / "chatsft_checkpoints", tmp_path / "chatrl_checkpoints")
+    m = load_chat_model(base_dir=tmp_path, source="rl")
+    assert m.info.source == "rl" and m.info.generation == "gen5-smear-backout"
+
+
+def test_compiled_prefix_is_stripped(copy_fixture, load_fixture):
+    base = copy_fixture()
+    path = base / "chatsft_checkpoints" / "d4" / "model_000700.pt"
+    state = torch.load(path, weights_only=True)
+    torch.save({"_orig_mod." + k: v for k, v in state.items()}, path)
+    m = load_chat_model(base_dir=base)
+    ids = m.render([{"role": "user", "content": "hello"}])
+    assert torch.equal(m.logits(ids), load_fixture("gen5-smear-backout").logits(ids))
+
+
+def test_demo_fallback_only_when_nothing_was_asked_for(tmp_path, monkeypatch):
+    monkeypatch.setenv("NANOCHAT_BASE_DIR", str(tmp_path))
+    notes = []
+    m = load_chat_model(progress=notes.append)
+    assert m.info.is_demo
+    assert any(n.startswith(f"no checkpoints in {tmp_path}; using the bundled demo model (") for n in notes)
+    with pytest.raises(CheckpointError):
+        load_chat_model(base_dir=tmp_path)  # explicitly asked for: an error, not the demo
+
+
+# ---- broken and hostile files ----
+
+def test_bad_meta_json(copy_fixture):
+    base = copy_fixture()
+    (base / "chatsft_checkpoints/d4/meta_000700.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="cannot read .*meta_000700.json"):
+        load_chat_model(base_dir=base)
+
+
+def test_meta_with_bad_fields(copy_fixture):
+    base = copy_fixture()
+    meta_path = base / "chatsft_checkpoints/d4/meta_000700.json"
+    meta = json.loads(meta_path.read_text())
+    meta["model_config"]["n_head"] = "four"
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="model_config.n_head must be a positive integer"):
+        load_chat_model(base_dir=base)
+
+
+def test_vocab_mismatch(copy_fixture):
+    base = copy_fixture()
+    meta_path = base / "chatsft_checkpoints/d4/meta_000700.json"
+    meta = json.loads(meta_path.read_text())
+    meta["model_config"]["vocab_size"] = 600
+    meta_path.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="vocab mismatch"):
+        load_chat_model(base_dir=base)
+
+
+def test_truncated_model_file(copy_fixture):
+    base = copy_fixture()
+    path = base / "chatsft_checkpoints/d4/model_000700.pt"
+    path.write_bytes(path.read_bytes()[:5000])
+    with pytest.raises(CheckpointError, match="cannot load .*model_000700.pt"):
+        load_chat_model(base_dir=base)
+
+
+def test_missing_keys(copy_fixture):
+    base = copy_fixture()
+    path = base / "chatsft_checkpoints/d4/model_000700.pt"
+    state = torch.load(path, weights_only=True)
+    del state["transformer.h.1.mlp.c_fc.weight"]
+    torch.save(state, path)
+    with pytest.raises(CheckpointError, match="missing transformer.h.1.mlp.c_fc.weight"):
+        load_chat_model(base_dir=base)
+
+
+class _Boom:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED",))
+
+
+def test_model_file_with_code_is_refused_without_running_it(copy_fixture, tmp_path, monkeypatch):
+    base = copy_fixture()
+    monkeypatch.chdir(tmp_path)
+    with open(base / "chatsft_checkpoints/d4/model_000700.pt", "wb") as f:
+        pickle.dump({"transformer.wte.weight": _Boom()}, f)
+    with pytest.raises(CheckpointError):
+        load_chat_model(base_dir=base)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_tokenizer_pickle_with_code_is_refused_without_running_it(copy_fixture, tmp_path, monkeypatch):
+    base = copy_fixture()
+    monkeypatch.chdir(tmp_path)
+    (base / "tokenizer/tokenizer.pkl").write_bytes(pickle.dumps(_Boom()))
+    with pytest.raises(CheckpointError, match="refusing to load global"):
+        load_chat_model(base_dir=base)
+    assert not (tmp_path / "PWNED").exists()
+
+
+def test_tokenizer_class_called_with_arguments_is_refused(tmp_path):
+    """REDUCE on the one admitted class, with arguments: the inert stand-in refuses."""
+    import tiktoken.core
+
+    class CallsEncoding:
+        def __reduce__(self):
+            return (tiktoken.core.Encoding, ("evil",))
+
+    path = tmp_path / "tok.pkl"
+    path.write_bytes(pickle.dumps(CallsEncoding()))
+    with pytest.raises(TokenizerError, match="unexpected constructor arguments"):
+        Tokenizer.from_file(path)
+
+
+def test_tokenizer_matches_plain_pickle_load():
+    import tiktoken  # noqa: F401  (plain pickle.load needs the real class)
+
+    path = GEN5 / "tokenizer" / "tokenizer.pkl"
+    ours = Tokenizer.from_file(path).enc
+    with open(path, "rb") as f:
+        theirs = pickle.load(f)  # trusted fixture: the reference behaviour
+    text = "Hello wörld 12345 ✓ — ok?"
+    assert ours.encode_ordinary(text) == theirs.encode_ordinary(text)
+    assert ours._special_tokens == theirs._special_tokens and ours.n_vocab == theirs.n_vocab
