@@ -9,12 +9,13 @@
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from .chat import Message, SamplingParams, render_messages, validate_messages
+from .chat import Message, SamplingParams, render_messages, reply_key, validate_messages
 from .checkpoints import (
     CheckpointError,
     CheckpointLocation,
@@ -26,12 +27,13 @@ from .checkpoints import (
     read_state_dict,
 )
 from .engine import Engine
-from .events import Event
+from .events import Done, Event
 from .model_info import ModelInfo
 from .resources import demo_model_dir
 from .tokenizer import Tokenizer, TokenizerError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
+REMEMBERED_REPLIES = 512  # generated replies whose exact ids we keep (see chat.render_messages)
 
 
 def autodetect_device() -> str:
@@ -68,6 +70,7 @@ class ChatModel:
         self.info = info
         self.notices = list(notices)
         self.engine = Engine(model, tokenizer)
+        self._replies: OrderedDict = OrderedDict()  # reply_key(content) -> generated ids
 
     def render(self, messages: Sequence[dict | Message]) -> list[int]:
         """nanochat's rendering of a conversation, ending with <|assistant_start|>.
@@ -94,9 +97,23 @@ class ChatModel:
 
     def chat(self, messages: Sequence[Any], sampling: SamplingParams | None = None,
              cancel: threading.Event | None = None) -> Iterator[Event]:
-        """Validate (raises ValidationError before any work), render and stream a reply."""
+        """Validate (raises ValidationError before any work), render and stream a reply.
+
+        Replies this model generated earlier and that come back in `messages` (as text or as
+        parts) are rendered with the ids the model wrote, so the next turn extends the KV cache."""
         clean = validate_messages(messages)
-        return self.stream(render_messages(self.tokenizer, clean), sampling, cancel)
+        ids = render_messages(self.tokenizer, clean, self._replies)
+        return self._remembering(self.stream(ids, sampling, cancel))
+
+    def _remembering(self, events: Iterator[Event]) -> Iterator[Event]:
+        for event in events:
+            if isinstance(event, Done) and event.reason != "cancelled" and event.parts:
+                for key in {reply_key(event.text), reply_key(event.parts)}:
+                    self._replies[key] = event.token_ids
+                    self._replies.move_to_end(key)
+                while len(self._replies) > REMEMBERED_REPLIES:
+                    self._replies.popitem(last=False)
+            yield event
 
     def reply(self, messages: Sequence[Any], sampling: SamplingParams | None = None) -> str:
         """The whole reply text (tool calls left out), for scripts and notebooks."""

@@ -13,30 +13,38 @@ import time
 
 import torch
 
-from .model import GPT, GENERATIONS, ModelConfig
+from .chat import SamplingParams
+from .events import Done
+from .model import GPT
+from .synthetic import parse_shape, random_gpt, synthetic_encoding
+from .tokenizer import Tokenizer
 
 # Peak memory bandwidth (bytes/s) of GPUs we can name, for MBU. Unknown GPUs: MBU omitted.
 PEAK_BANDWIDTH = {"H100": 3.35e12, "H200": 4.8e12, "A100": 2.0e12, "L4": 0.3e12, "A10": 0.6e12}
 
 
 def random_model(spec: str, device: torch.device, dtype: torch.dtype) -> GPT:
-    """A random-weight gen5 model from 'dDEPTH[:WIDTH[:VOCAB]]' (nanochat's d20 = d20:1280:32768)."""
-    head = spec.lower().lstrip("d").split(":")
-    depth = int(head[0])
-    width = int(head[1]) if len(head) > 1 else -(-depth * 64 // 128) * 128
-    vocab = int(head[2]) if len(head) > 2 else 32768
-    n_head = max(1, width // 128)
-    config = ModelConfig(sequence_len=2048, vocab_size=vocab, n_layer=depth, n_head=n_head,
-                         n_kv_head=n_head, n_embd=width, window_pattern="SSSL")
-    model = GPT(config, GENERATIONS["gen5-smear-backout"])
-    model.init_weights(seed=0)
-    with torch.no_grad():  # give zero-initialised projections some signal
-        for p in model.parameters():
-            if p.ndim == 2 and p.abs().sum() == 0:
-                p.normal_(0, 0.02)
-    model = model.to(device=device, dtype=dtype).eval()
+    """A random-weight gen5 model of shape 'dDEPTH[:WIDTH[:VOCAB]]' on device, in dtype."""
+    model = random_gpt(parse_shape(spec)).to(device=device, dtype=dtype).eval()
     model.refresh_rotary(dtype)
     return model
+
+
+def random_chat_model(spec: str, device: torch.device, dtype: torch.dtype):
+    """The same, with a synthetic tokenizer, as a ChatModel (for the multi-turn benchmark)."""
+    from .api import ChatModel
+    from .model_info import ModelInfo
+
+    model = random_model(spec, device, dtype)
+    tokenizer = Tokenizer(synthetic_encoding(model.config.vocab_size))
+    c = model.config
+    info = ModelInfo(generation=model.arch.name, source="random", model_tag=f"d{c.n_layer}", step=0,
+                     checkpoint_dir="", is_demo=False, n_layer=c.n_layer, n_embd=c.n_embd,
+                     n_head=c.n_head, n_kv_head=c.n_kv_head, vocab_size=c.vocab_size,
+                     sequence_len=c.sequence_len, window_pattern=c.window_pattern,
+                     softcap=model.arch.softcap, params=model.num_params(), device=str(device),
+                     dtype=str(dtype).removeprefix("torch."))
+    return ChatModel(model, tokenizer, info)
 
 
 def weight_bytes_per_step(model: GPT) -> int:
@@ -145,3 +153,51 @@ def run_benchmark(model: GPT, prompt_tokens: int, decode_tokens: int, batch_size
         result["speedup_vs_naive"] = round(result["decode_tok_s"] / result["naive_decode_tok_s"], 2)
     result["peak_memory_mb"] = round(_peak_memory_mb(device), 1)
     return result
+
+
+WORDS = ("the model keeps a cache of keys and values so that each new token only attends to what "
+         "was already computed instead of running the whole conversation again every step").split()
+
+
+def _user_message(rng: torch.Generator, words: int) -> str:
+    picks = torch.randint(0, len(WORDS), (words,), generator=rng).tolist()
+    return " ".join(WORDS[i] for i in picks) + "?"
+
+
+def run_multi_turn(chat_model, turns: int, reply_tokens: int, user_words: int = 24, seed: int = 0) -> dict:
+    """A conversation of `turns` turns whose history goes back as TEXT each turn (as the web page
+    and OpenAI clients send it). Measured twice: with KV-cache reuse across turns, and with the
+    cache dropped before every turn (a full re-prefill, what nanochat's engine does)."""
+    results = {}
+    for mode in ("reuse", "no_reuse"):
+        rng = torch.Generator().manual_seed(seed)
+        history: list[dict] = []
+        ttfts, contexts, cached = [], [], []
+        chat_model.engine.reset_cache()
+        for turn in range(turns):
+            history.append({"role": "user", "content": _user_message(rng, user_words)})
+            if mode == "no_reuse":
+                chat_model.engine.reset_cache()
+            done = None
+            for event in chat_model.chat(history, SamplingParams(temperature=0.0, max_tokens=reply_tokens, seed=turn)):
+                if isinstance(event, Done):
+                    done = event
+            assert done is not None
+            ttfts.append(done.stats.ttft_s * 1000)
+            contexts.append(done.stats.prompt_tokens)
+            cached.append(done.stats.cached_tokens)
+            history.append({"role": "assistant", "content": done.text if done.text.strip() else "ok"})
+        results[mode] = {"ttft_ms": [round(t, 2) for t in ttfts], "prompt_tokens": contexts,
+                         "cached_tokens": cached}
+    reuse, full = results["reuse"]["ttft_ms"], results["no_reuse"]["ttft_ms"]
+    return {
+        "turns": turns,
+        "ttft_turn1_ms": reuse[0],
+        "ttft_last_turn_ms": reuse[-1],
+        "ttft_last_vs_first": round(reuse[-1] / reuse[0], 3),
+        "no_reuse_ttft_last_turn_ms": full[-1],
+        "no_reuse_last_vs_first": round(full[-1] / full[0], 3),
+        "last_turn_prompt_tokens": results["reuse"]["prompt_tokens"][-1],
+        "last_turn_cached_tokens": results["reuse"]["cached_tokens"][-1],
+        "per_turn": results,
+    }

@@ -251,12 +251,28 @@ def fold_system(messages: Sequence[Message]) -> list[Message]:
     return messages
 
 
-def render_messages(tokenizer: _Encoder, messages: Iterable[Message]) -> list[int]:
+def reply_key(content: str | Sequence[Mapping]) -> str | tuple:
+    """A hashable identity for assistant content, to recognise a reply a client sends back."""
+    if isinstance(content, str):
+        return content
+    return tuple((p["type"], p["text"]) for p in content)
+
+
+def render_messages(
+    tokenizer: _Encoder,
+    messages: Iterable[Message],
+    known_replies: Mapping[Any, Sequence[int]] | None = None,
+) -> list[int]:
     """Token ids for a conversation, ending with <|assistant_start|> to ask for the next reply.
 
     Identical to nanochat's `render_conversation(...)[0] + [<|assistant_start|>]` for alternating
     conversations (each part encoded on its own, no merging across parts), and to chat_web's
     per-message rendering otherwise. Expects validated messages.
+
+    `known_replies` maps assistant content (see reply_key) to the exact ids the model generated
+    for it. Clients send history back as text, and re-encoding text can split it into different
+    tokens than the model wrote; using the generated ids keeps the conversation what the model
+    actually saw (as nanochat's own CLI does) and lets the KV cache be reused across turns.
     """
     sp = tokenizer.special
     ids = [sp("<|bos|>")]
@@ -267,7 +283,10 @@ def render_messages(tokenizer: _Encoder, messages: Iterable[Message]) -> list[in
             ids.append(sp("<|user_end|>"))
             continue
         ids.append(sp("<|assistant_start|>"))
-        if isinstance(message.content, str):
+        generated = known_replies.get(reply_key(message.content)) if known_replies else None
+        if generated is not None:
+            ids.extend(generated)
+        elif isinstance(message.content, str):
             ids.extend(tokenizer.encode(message.content))
         else:
             for part in message.content:

@@ -129,8 +129,14 @@ def build_bench_parser() -> argparse.ArgumentParser:
     p.add_argument("--naive", action="store_true",
                    help="also measure the naive baseline (full recompute every step, no KV cache)")
     p.add_argument("--random", default=None, metavar="dDEPTH[:WIDTH[:VOCAB]]",
-                   help="benchmark a random-weight gen5 model of this shape instead of a checkpoint, "
-                        "e.g. d8:512:8192 or d20 (width = 64*depth rounded up to 128, vocab 32768)")
+                   help="benchmark a random-weight gen5 model of this shape (synthetic tokenizer) "
+                        "instead of a checkpoint, e.g. d8:512:8192 or d20 (width = 64*depth rounded "
+                        "up to 128, vocab 32768: nanochat's d20)")
+    p.add_argument("--turns", type=int, default=0, metavar="N",
+                   help="also run an N-turn chat with the history re-sent as text, with and without "
+                        "KV-cache reuse, and report time to first token per turn")
+    p.add_argument("--reply-tokens", type=int, default=32, metavar="R",
+                   help="reply length per turn for --turns (default: 32)")
     p.add_argument("--seed", type=int, default=0, help="seed for the random prompt (default: 0)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     _add_model_flags(p, DTYPE_HELP)
