@@ -7,6 +7,9 @@ the events every front-end renders.
 
 The engine keeps its KV cache between requests: when a new request starts with tokens that are
 already cached (the next turn of the same chat), only the new suffix is prefilled.
+
+The per-sequence pieces (`ToolProtocol`, `EventBuilder`) are shared with the batched engine
+(batching.py), so one request behaves the same whether it runs alone or beside others.
 """
 
 from __future__ import annotations
@@ -32,6 +35,11 @@ class ContextOverflow(ValueError):
     """The prompt does not fit the model's context (10 x sequence_len positions)."""
 
 
+def context_overflow_message(prompt_tokens: int, limit: int) -> str:
+    return (f"The conversation is {prompt_tokens} tokens, more than this model's context of "
+            f"{limit - 1} tokens; start a new conversation or shorten it")
+
+
 def sample_next(logits: torch.Tensor, rng: torch.Generator, temperature: float, top_k: int | None) -> torch.Tensor:
     """nanochat's sampler. logits: (B, V) float32 -> (B, 1) token ids."""
     if temperature == 0.0:
@@ -45,22 +53,147 @@ def sample_next(logits: torch.Tensor, rng: torch.Generator, temperature: float, 
     return torch.multinomial(probs, num_samples=1, generator=rng)
 
 
+def make_generator(device: torch.device, seed: int | None) -> torch.Generator:
+    """A generator seeded per request (nanochat: the given seed; chat_web: a random one)."""
+    rng = torch.Generator(device=device)
+    rng.manual_seed(random.randrange(2**63) if seed is None else seed)
+    return rng
+
+
 @dataclass
 class Step:
     token: int
     forced: bool  # True for calculator output the engine inserted (nanochat's mask 0)
 
 
+class SpecialIds:
+    def __init__(self, tokenizer: Tokenizer):
+        sp = tokenizer.special
+        self.bos = tokenizer.bos_id
+        self.assistant_end = sp("<|assistant_end|>")
+        self.python_start, self.python_end = sp("<|python_start|>"), sp("<|python_end|>")
+        self.output_start, self.output_end = sp("<|output_start|>"), sp("<|output_end|>")
+        self.stops = (self.assistant_end, self.bos)
+
+
+class ToolProtocol:
+    """nanochat's per-row state machine: a python block is collected; on <|python_end|> the
+    calculator runs and its result is queued as forced tokens, which replace the samples."""
+
+    def __init__(self, tokenizer: Tokenizer, ids: SpecialIds):
+        self.tokenizer, self.ids = tokenizer, ids
+        self.forced: list[int] = []
+        self.in_python = False
+        self.expression: list[int] = []
+
+    def choose(self, sampled: int) -> Step:
+        if self.forced:
+            return Step(self.forced.pop(0), True)
+        return Step(sampled, False)
+
+    def observe(self, token: int) -> None:
+        """Update the state with an emitted token (forced tokens included, as nanochat does)."""
+        if token == self.ids.python_start:
+            self.in_python, self.expression = True, []
+        elif token == self.ids.python_end and self.in_python:
+            self.in_python = False
+            result = calculate(self.tokenizer.decode(self.expression))
+            if result is not None:
+                self.forced += [self.ids.output_start, *self.tokenizer.encode(result), self.ids.output_end]
+        elif self.in_python:
+            self.expression.append(token)
+
+
+class EventBuilder:
+    """Turns emitted tokens into events: text at UTF-8 boundaries, tool calls and results, and
+    the final Done with nanochat message parts and timing."""
+
+    def __init__(self, tokenizer: Tokenizer, ids: SpecialIds, prompt_tokens: int):
+        self.tokenizer, self.ids = tokenizer, ids
+        self.prompt_tokens = prompt_tokens
+        self.start = time.perf_counter()
+        self.first_token_at: float | None = None
+        self.produced: list[int] = []
+        self.parts: list[dict] = []
+        self.text = StreamDecoder(tokenizer)
+        self.block: str | None = None  # None (plain text) | "python" | "python_output"
+        self.block_ids: list[int] = []
+        self.pending_call: str | None = None
+        self.stopped = False  # a stop token was emitted
+
+    def _add_text(self, piece: str) -> None:
+        if not piece:
+            return
+        if self.parts and self.parts[-1]["type"] == "text":
+            self.parts[-1]["text"] += piece
+        else:
+            self.parts.append({"type": "text", "text": piece})
+
+    def feed(self, token: int) -> list[Event]:
+        if self.first_token_at is None:
+            self.first_token_at = time.perf_counter()
+        ids = self.ids
+        if token in ids.stops:
+            self.stopped = True
+            return []
+        self.produced.append(token)
+        events: list[Event] = []
+        if token in (ids.python_start, ids.output_start):
+            tail = self.text.flush()
+            self._add_text(tail)
+            if tail:
+                events.append(TextDelta(tail))
+            self.text = StreamDecoder(self.tokenizer)
+            self.block = "python" if token == ids.python_start else "python_output"
+            self.block_ids = []
+        elif token in (ids.python_end, ids.output_end) and self.block is not None:
+            content = self.tokenizer.decode(self.block_ids)
+            self.parts.append({"type": self.block, "text": content})
+            if self.block == "python":
+                self.pending_call = content
+                events.append(ToolCall(content))
+                if calculate(content) is None:  # nothing will be forced: say so now
+                    events.append(ToolResult(content, None))
+                    self.pending_call = None
+            else:
+                events.append(ToolResult(self.pending_call or "", content))
+                self.pending_call = None
+            self.block = None
+        elif self.block is not None:
+            self.block_ids.append(token)
+        elif token not in self.tokenizer.special_ids:  # stray specials are not reply text
+            piece = self.text.feed(token)
+            self._add_text(piece)
+            if piece:
+                events.append(TextDelta(piece))
+        return events
+
+    def finish(self, reason: str, cached_tokens: int = 0) -> list[Event]:
+        events: list[Event] = []
+        tail = self.text.flush()
+        if tail and self.block is None:
+            self._add_text(tail)
+            events.append(TextDelta(tail))
+        end = time.perf_counter()
+        stats = GenerationStats(
+            prompt_tokens=self.prompt_tokens,
+            generated_tokens=len(self.produced),
+            ttft_s=(self.first_token_at or end) - self.start,
+            total_s=end - self.start,
+            cached_tokens=cached_tokens,
+        )
+        events.append(Done(reason, stats, tuple(self.produced), tuple(self.parts)))
+        return events
+
+
 class Engine:
+    """Batch-1 generation with a KV cache that persists across requests."""
+
     def __init__(self, model: GPT, tokenizer: Tokenizer):
         self.model = model
         self.tokenizer = tokenizer
         self.device = model.lm_head.weight.device
-        tok = tokenizer.special
-        self.bos = tokenizer.bos_id
-        self.assistant_end = tok("<|assistant_end|>")
-        self.python_start, self.python_end = tok("<|python_start|>"), tok("<|python_end|>")
-        self.output_start, self.output_end = tok("<|output_start|>"), tok("<|output_end|>")
+        self.ids = SpecialIds(tokenizer)
         self.context_limit = model.rotary_len
         self._lock = threading.Lock()  # one generation at a time: the KV cache is shared state
         self._cache: KVCache | None = None
@@ -72,10 +205,7 @@ class Engine:
     def _prefill(self, ids: list[int], max_tokens: int) -> torch.Tensor:
         """Run the part of `ids` not already cached; return the last position's logits (1, V)."""
         if len(ids) >= self.context_limit:
-            raise ContextOverflow(
-                f"The conversation is {len(ids)} tokens, more than this model's context of "
-                f"{self.context_limit - 1} tokens; start a new conversation or shorten it"
-            )
+            raise ContextOverflow(context_overflow_message(len(ids), self.context_limit))
         needed = min(len(ids) + max_tokens, self.context_limit)
         if self._cache is None or self._cache.capacity < needed:
             capacity = min(-(-needed // CACHE_GRANULE) * CACHE_GRANULE, self.context_limit)
@@ -83,7 +213,7 @@ class Engine:
                 self._cache = self.model.new_cache(1, capacity)
                 self._cached_ids = []
             else:
-                self._cache.grow(capacity)
+                self._cache.grow(capacity, keep=len(self._cached_ids))
         # Longest common prefix with what is cached; always recompute at least the last token.
         reuse = 0
         limit = min(len(self._cached_ids), len(ids) - 1)
@@ -105,6 +235,15 @@ class Engine:
         self._cached_ids.append(token)
         return logits
 
+    def cached_prefix(self, ids: list[int]) -> int:
+        """How many leading tokens of `ids` this engine's cache already holds (for routing)."""
+        n = 0
+        for a, b in zip(self._cached_ids, ids):
+            if a != b:
+                break
+            n += 1
+        return n
+
     def reset_cache(self) -> None:
         self._cached_ids = []
         if self._cache is not None:
@@ -124,117 +263,48 @@ class Engine:
         """Yield each token appended to the sequence, forced tool tokens and the final stop
         token included, exactly as nanochat's Engine.generate does for one sample."""
         with self._lock, torch.inference_mode():
-            rng = torch.Generator(device=self.device)
-            rng.manual_seed(random.randrange(2**63) if seed is None else seed)
+            rng = make_generator(self.device, seed)
             logits = self._prefill(list(ids), max_tokens)
-            forced: list[int] = []
-            in_python, expression = False, []
-            room = self.context_limit - len(ids)  # positions left before the rotary table ends
-            for produced in range(min(max_tokens, room)):
+            tools = ToolProtocol(self.tokenizer, self.ids)
+            budget = min(max_tokens, self.context_limit - len(ids))  # positions left in the table
+            for produced in range(budget):
                 if cancel is not None and cancel.is_set():
                     return
-                sampled = int(sample_next(logits, rng, temperature, top_k)[0, 0])
-                is_forced = bool(forced)
-                token = forced.pop(0) if is_forced else sampled
-                yield Step(token, is_forced)
-                if token in (self.assistant_end, self.bos):
+                # Sample every step, even when a forced token wins: the random stream then
+                # matches nanochat's.
+                step = tools.choose(int(sample_next(logits, rng, temperature, top_k)[0, 0]))
+                yield step
+                if step.token in self.ids.stops:
                     return
-                # The calculator state machine (runs on forced tokens too, like nanochat's).
-                if token == self.python_start:
-                    in_python, expression = True, []
-                elif token == self.python_end and in_python:
-                    in_python = False
-                    result = calculate(self.tokenizer.decode(expression))
-                    if result is not None:
-                        forced += [self.output_start, *self.tokenizer.encode(result), self.output_end]
-                elif in_python:
-                    expression.append(token)
-                if produced + 1 < min(max_tokens, room):
-                    logits = self._decode_one(token)
+                tools.observe(step.token)
+                if produced + 1 < budget:
+                    logits = self._decode_one(step.token)
 
     # -- events for front-ends --
 
     def stream(self, ids: list[int], sampling: SamplingParams,
                cancel: threading.Event | None = None) -> Iterator[Event]:
         """Generate and describe it as events: text at UTF-8 boundaries, tool calls and results,
-        then Done with the reason and timing. Never raises for generation problems: those end the
-        stream with an ErrorEvent carrying one line."""
-        start = time.perf_counter()
-        first_token_at: float | None = None
-        produced: list[int] = []
-        parts: list[dict] = []
-        text = StreamDecoder(self.tokenizer)
-        block: str | None = None  # None (plain text) | "python" | "python_output"
-        block_ids: list[int] = []
-        pending_call: str | None = None
-        reason = "length"
-
-        def add_text(piece: str) -> None:
-            if not piece:
-                return
-            if parts and parts[-1]["type"] == "text":
-                parts[-1]["text"] += piece
-            else:
-                parts.append({"type": "text", "text": piece})
-
+        then Done with the reason and timing. Generation problems end the stream with an
+        ErrorEvent carrying one line; they are never raised."""
+        builder = EventBuilder(self.tokenizer, self.ids, len(ids))
         try:
             for step in self.generate(ids, sampling.temperature, sampling.top_k, sampling.max_tokens,
                                       sampling.seed, cancel):
-                if first_token_at is None:
-                    first_token_at = time.perf_counter()
-                tok = step.token
-                if tok in (self.assistant_end, self.bos):
-                    reason = "stop"
+                yield from builder.feed(step.token)
+                if builder.stopped:
                     break
-                produced.append(tok)
-                if tok in (self.python_start, self.output_start):
-                    tail = text.flush()
-                    add_text(tail)
-                    if tail:
-                        yield TextDelta(tail)
-                    text = StreamDecoder(self.tokenizer)
-                    block, block_ids = ("python" if tok == self.python_start else "python_output"), []
-                elif tok in (self.python_end, self.output_end) and block is not None:
-                    content = self.tokenizer.decode(block_ids)
-                    parts.append({"type": block, "text": content})
-                    if block == "python":
-                        pending_call = content
-                        yield ToolCall(content)
-                        if calculate(content) is None:  # nothing will be forced: say so now
-                            yield ToolResult(content, None)
-                            pending_call = None
-                    else:
-                        yield ToolResult(pending_call or "", content)
-                        pending_call = None
-                    block = None
-                elif block is not None:
-                    block_ids.append(tok)
-                elif tok in self.tokenizer.special_ids:
-                    continue  # a stray special token (e.g. <|user_start|>) is not reply text
-                else:
-                    piece = text.feed(tok)
-                    add_text(piece)
-                    if piece:
-                        yield TextDelta(piece)
-            else:
-                if cancel is not None and cancel.is_set():
-                    reason = "cancelled"
         except ContextOverflow as e:
             yield ErrorEvent(str(e))
             return
-        except Exception as e:  # a real engine failure: report it in one line, keep the app alive
-            yield ErrorEvent(f"generation failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        except Exception as e:  # a real engine failure: one line, keep the app alive
+            detail = str(e).splitlines()[0] if str(e) else ""
+            yield ErrorEvent(f"generation failed: {type(e).__name__}: {detail}")
             return
-        tail = text.flush()
-        if tail and block is None:
-            add_text(tail)
-            yield TextDelta(tail)
-        end = time.perf_counter()
-        stats = GenerationStats(
-            prompt_tokens=len(ids),
-            generated_tokens=len(produced),
-            ttft_s=(first_token_at or end) - start,
-            total_s=end - start,
-            cached_tokens=self.last_reused,
-        )
-        yield Done(reason, stats, tuple(produced), tuple(parts))
+        if builder.stopped:
+            reason = "stop"
+        elif cancel is not None and cancel.is_set():
+            reason = "cancelled"
+        else:
+            reason = "length"
+        yield from builder.finish(reason, self.last_reused)

@@ -135,9 +135,13 @@ def norm(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate the two halves of each head (not interleaved). x: (B, T, H, D); cos/sin: (T, D/2)."""
+    """Rotate the two halves of each head (not interleaved). x: (B, T, H, D); cos/sin: (T, D/2)
+    shared by the batch, or (B, T, D/2) when every row sits at its own position."""
     d = x.shape[-1] // 2
-    cos, sin = cos[None, :, None, :], sin[None, :, None, :]
+    if cos.ndim == 2:
+        cos, sin = cos[None, :, None, :], sin[None, :, None, :]
+    else:
+        cos, sin = cos[:, :, None, :], sin[:, :, None, :]
     x1, x2 = x[..., :d], x[..., d:]
     return torch.cat([x1 * cos + x2 * sin, x1 * (-sin) + x2 * cos], dim=-1).to(x.dtype)
 
@@ -168,16 +172,71 @@ class KVCache:
     def batch(self) -> int:
         return self.k.shape[1]
 
-    def grow(self, capacity: int) -> None:
-        """Reallocate to hold `capacity` positions, keeping what is cached."""
+    def grow(self, capacity: int, keep: int | None = None) -> None:
+        """Reallocate to hold `capacity` positions, keeping the first `keep` (default pos)."""
         if capacity <= self.capacity:
             return
+        keep = self.pos if keep is None else keep
         n, b, h, _, d = self.k.shape
         for name in ("k", "v"):
             old = getattr(self, name)
             new = torch.empty((n, b, h, capacity, d), dtype=old.dtype, device=old.device)
-            new[:, :, :, : self.pos] = old[:, :, :, : self.pos]
+            new[:, :, :, :keep] = old[:, :, :, :keep]
             setattr(self, name, new)
+
+    def row(self, index: int) -> "KVCache":
+        """A batch-1 view of one row (writes go to this cache); its pos starts at 0."""
+        view = KVCache.__new__(KVCache)
+        view.k, view.v, view.pos = self.k[:, index : index + 1], self.v[:, index : index + 1], 0
+        return view
+
+    def start(self) -> int:
+        return self.pos
+
+    def attend(self, layer: int, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+               window: int | None) -> torch.Tensor:
+        """Store this chunk's keys/values at pos.. and attend over what its queries can see.
+        q: (B, H, T, D); k, v: (B, Hkv, T, D)."""
+        start, T = self.pos, q.shape[2]
+        self.k[layer, :, :, start : start + T] = k
+        self.v[layer, :, :, start : start + T] = v
+        first = 0 if window is None else max(0, start - window)  # the window reaches back this far
+        return _attend(q, self.k[layer, :, :, first : start + T], self.v[layer, :, :, first : start + T],
+                       start, first, window)
+
+    def advance(self, n: int) -> None:
+        self.pos += n
+
+
+class RowDecode:
+    """One decode step for rows 0..B-1 of a batched KVCache, each row at its own position
+    (continuous batching: requests of different lengths share a step). Keys past a row's
+    position (other rows are longer) and outside its window are masked out."""
+
+    def __init__(self, cache: KVCache, positions: torch.Tensor):
+        self.cache, self.positions = cache, positions  # positions: (B,) long, on the device
+        self.rows = torch.arange(positions.shape[0], device=positions.device)
+        self.span = int(positions.max()) + 1
+        self._masks: dict[int | None, torch.Tensor] = {}
+
+    def _mask(self, window: int | None) -> torch.Tensor:
+        if window not in self._masks:
+            keys = torch.arange(self.span, device=self.positions.device)[None, :]
+            pos = self.positions[:, None]
+            mask = keys <= pos
+            if window is not None:
+                mask = mask & (pos - keys <= window)
+            self._masks[window] = mask[:, None, None, :]  # (B, 1, 1, span)
+        return self._masks[window]
+
+    def attend(self, layer, q, k, v, window):
+        B = q.shape[0]
+        self.cache.k[layer, self.rows, :, self.positions] = k[:, :, 0]
+        self.cache.v[layer, self.rows, :, self.positions] = v[:, :, 0]
+        keys = self.cache.k[layer, :B, :, : self.span]
+        values = self.cache.v[layer, :B, :, : self.span]
+        return F.scaled_dot_product_attention(q, keys, values, attn_mask=self._mask(window),
+                                              enable_gqa=q.shape[1] != keys.shape[1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -205,7 +264,7 @@ class CausalSelfAttention(nn.Module):
         cos: torch.Tensor,
         sin: torch.Tensor,
         window: int | None,
-        cache: KVCache | None,
+        cache: "KVCache | RowDecode | None",
         ve: torch.Tensor | None,  # gated: raw table rows (B, T, Hkv*D); prototypes: already scaled
     ) -> torch.Tensor:
         B, T, _ = h.shape
@@ -223,19 +282,10 @@ class CausalSelfAttention(nn.Module):
         if self.qk_scale != 1.0:
             q, k = q * self.qk_scale, k * self.qk_scale
         q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, T, D)
-
-        start = 0  # absolute position of this chunk's first token
-        if cache is not None:
-            start = cache.pos
-            cache.k[self.layer_idx, :, :, start : start + T] = k
-            cache.v[self.layer_idx, :, :, start : start + T] = v
-            # Only keys some query here can see: the window reaches back `window` positions.
-            first = 0 if window is None else max(0, start - window)
-            k = cache.k[self.layer_idx, :, :, first : start + T]
-            v = cache.v[self.layer_idx, :, :, first : start + T]
-        else:
-            first = 0
-        y = _attend(q, k, v, start, first, window)
+        if cache is None:
+            y = _attend(q, k, v, 0, 0, window)
+        else:  # the cache stores k, v and knows which keys each query may see
+            y = cache.attend(self.layer_idx, q, k, v, window)
         y = y.transpose(1, 2).contiguous().view(B, T, -1)
         return self.c_proj(y)
 
@@ -411,7 +461,25 @@ class GPT(nn.Module):
         if start == 0:
             prev_token = None
         cos, sin = self.cos[start : start + T], self.sin[start : start + T]
+        x = self._trunk(idx, prev_token, cos, sin, cache)
+        if cache is not None:
+            cache.advance(T)
+        if last_only:
+            x = x[:, -1]
+        return self._logits(x)
 
+    def decode_rows(self, tokens: torch.Tensor, positions: torch.Tensor, prev_tokens: torch.Tensor,
+                    cache: KVCache) -> torch.Tensor:
+        """One decode step for rows 0..B-1 of a batched cache, row r feeding tokens[r] at
+        positions[r] (after prev_tokens[r]). Returns logits (B, vocab_size)."""
+        if int(positions.max()) >= self.rotary_len:
+            raise ValueError(f"context exceeds this model's limit of {self.rotary_len}")
+        cos, sin = self.cos[positions][:, None, :], self.sin[positions][:, None, :]
+        x = self._trunk(tokens[:, None], prev_tokens, cos, sin, RowDecode(cache, positions))
+        return self._logits(x[:, -1])
+
+    def _trunk(self, idx, prev_token, cos, sin, cache) -> torch.Tensor:
+        """Embedding and blocks: the residual stream before the final norm."""
         x = self._embed(idx, prev_token)
         x0 = x
         bigram = self._bigram(idx, prev_token) if self.arch.bigram else None
@@ -426,10 +494,9 @@ class GPT(nn.Module):
                 backout = x
         if backout is not None:
             x = x - self.backout_lambda * backout
-        if cache is not None:
-            cache.pos = start + T
-        if last_only:
-            x = x[:, -1]
+        return x
+
+    def _logits(self, x: torch.Tensor) -> torch.Tensor:
         logits = self.lm_head(norm(x))[..., : self.config.vocab_size].float()
         cap = self.arch.softcap
         return cap * torch.tanh(logits / cap)
