@@ -71,6 +71,7 @@ class ChatModel:
         self.notices = list(notices)
         self.engine = Engine(model, tokenizer)
         self._replies: OrderedDict = OrderedDict()  # reply_key(content) -> generated ids
+        self._replies_lock = threading.Lock()
 
     def render(self, messages: Sequence[dict | Message]) -> list[int]:
         """nanochat's rendering of a conversation, ending with <|assistant_start|>.
@@ -101,19 +102,34 @@ class ChatModel:
 
         Replies this model generated earlier and that come back in `messages` (as text or as
         parts) are rendered with the ids the model wrote, so the next turn extends the KV cache."""
+        return self._remembering(self.stream(self.render_chat(messages), sampling, cancel))
+
+    def render_chat(self, messages: Sequence[Any]) -> list[int]:
+        """Validate and render for a reply, with remembered replies as their generated ids."""
         clean = validate_messages(messages)
-        ids = render_messages(self.tokenizer, clean, self._replies)
-        return self._remembering(self.stream(ids, sampling, cancel))
+        with self._replies_lock:
+            return render_messages(self.tokenizer, clean, self._replies)
+
+    def remember(self, done: Done) -> None:
+        """Keep a finished reply's ids so that the client sending it back maps to them."""
+        if done.reason == "cancelled" or not done.parts:
+            return
+        with self._replies_lock:
+            for key in {reply_key(done.text), reply_key(done.parts)}:
+                self._replies[key] = done.token_ids
+                self._replies.move_to_end(key)
+            while len(self._replies) > REMEMBERED_REPLIES:
+                self._replies.popitem(last=False)
 
     def _remembering(self, events: Iterator[Event]) -> Iterator[Event]:
         for event in events:
-            if isinstance(event, Done) and event.reason != "cancelled" and event.parts:
-                for key in {reply_key(event.text), reply_key(event.parts)}:
-                    self._replies[key] = event.token_ids
-                    self._replies.move_to_end(key)
-                while len(self._replies) > REMEMBERED_REPLIES:
-                    self._replies.popitem(last=False)
+            if isinstance(event, Done):
+                self.remember(event)
             yield event
+
+    def batched(self, max_batch: int = 8) -> "BatchedChatModel":
+        """A thread-safe view of this model whose concurrent requests share decode steps."""
+        return BatchedChatModel(self, max_batch)
 
     def reply(self, messages: Sequence[Any], sampling: SamplingParams | None = None) -> str:
         """The whole reply text (tool calls left out), for scripts and notebooks."""
@@ -125,6 +141,43 @@ class ChatModel:
             if isinstance(event, Done):
                 return event.text
         return ""
+
+
+class BatchedChatModel:
+    """The ChatModel interface for servers: any number of threads may call chat()/stream() at
+    once; their requests are decoded together (continuous batching, see batching.py)."""
+
+    def __init__(self, base: ChatModel, max_batch: int = 8):
+        from .batching import BatchEngine
+
+        self.base = base
+        self.info, self.notices, self.tokenizer = base.info, base.notices, base.tokenizer
+        self.engine = BatchEngine(base.model, base.tokenizer, max_batch=max_batch)
+
+    def stream(self, ids: Sequence[int], sampling: SamplingParams | None = None,
+               cancel: threading.Event | None = None) -> Iterator[Event]:
+        return self.engine.stream(list(ids), sampling or SamplingParams(), cancel)
+
+    def chat(self, messages: Sequence[Any], sampling: SamplingParams | None = None,
+             cancel: threading.Event | None = None) -> Iterator[Event]:
+        """Validate (raises ValidationError), render and stream; blocking, thread-safe."""
+        return self.base._remembering(self.stream(self.base.render_chat(messages), sampling, cancel))
+
+    def submit(self, messages: Sequence[Any], sampling: SamplingParams, emit: Callable[[Event], None],
+               cancel: threading.Event | None = None) -> threading.Event:
+        """Non-blocking: validate and render now (may raise ValidationError), then `emit` is
+        called from the scheduler thread with each event. Returns the cancel event."""
+        ids = self.base.render_chat(messages)
+
+        def emit_and_remember(event: Event) -> None:
+            if isinstance(event, Done):
+                self.base.remember(event)
+            emit(event)
+
+        return self.engine.submit(ids, sampling, emit_and_remember, cancel)
+
+    def close(self) -> None:
+        self.engine.close()
 
 
 def _load_location(loc: CheckpointLocation, device: torch.device, dtype: torch.dtype,

@@ -159,9 +159,11 @@ class KVCache:
 
     def __init__(self, n_layer: int, batch: int, n_kv_head: int, head_dim: int, capacity: int,
                  dtype: torch.dtype, device: torch.device | str):
+        # Zeros, not empty: batched decode reads (masked) slots that were never written, and
+        # a masked weight of 0 times uninitialised NaN memory would still be NaN.
         shape = (n_layer, batch, n_kv_head, capacity, head_dim)
-        self.k = torch.empty(shape, dtype=dtype, device=device)
-        self.v = torch.empty(shape, dtype=dtype, device=device)
+        self.k = torch.zeros(shape, dtype=dtype, device=device)
+        self.v = torch.zeros(shape, dtype=dtype, device=device)
         self.pos = 0
 
     @property
@@ -180,7 +182,7 @@ class KVCache:
         n, b, h, _, d = self.k.shape
         for name in ("k", "v"):
             old = getattr(self, name)
-            new = torch.empty((n, b, h, capacity, d), dtype=old.dtype, device=old.device)
+            new = torch.zeros((n, b, h, capacity, d), dtype=old.dtype, device=old.device)
             new[:, :, :, :keep] = old[:, :, :, :keep]
             setattr(self, name, new)
 
