@@ -1,39 +1,51 @@
 """Run a blocking event stream in a worker thread and consume it from the calling thread.
 
 Front-ends keep their own thread (the terminal's main thread, which receives Ctrl+C) free while
-the engine works; cancelling is setting the shared threading.Event.
+the engine works; cancelling is setting the shared threading.Event. The consumer is a plain
+iterator object rather than a generator on purpose: a KeyboardInterrupt raised while waiting in
+`__next__` leaves it usable, so the caller can cancel and keep draining until Done.
 """
 
 from __future__ import annotations
 
 import queue
 import threading
-from typing import Callable, Iterable, Iterator, TypeVar
+from typing import Callable, Generic, Iterable, TypeVar
 
 T = TypeVar("T")
 _END = object()
 
 
-def in_worker_thread(produce: Callable[[], Iterable[T]], name: str = "nanochat-generate") -> Iterator[T]:
+class in_worker_thread(Generic[T]):
     """Iterate `produce()` in a daemon thread; yield its items here, re-raising its exception."""
-    items: queue.Queue = queue.Queue()
 
-    def work() -> None:
+    def __init__(self, produce: Callable[[], Iterable[T]], name: str = "nanochat-generate"):
+        self._items: queue.Queue = queue.Queue()
+        self._finished = False
+        self._thread = threading.Thread(target=self._work, args=(produce,), name=name, daemon=True)
+        self._thread.start()
+
+    def _work(self, produce: Callable[[], Iterable[T]]) -> None:
         try:
             for item in produce():
-                items.put(item)
+                self._items.put(item)
         except BaseException as e:  # handed to the consumer
-            items.put(e)
+            self._items.put(e)
         finally:
-            items.put(_END)
+            self._items.put(_END)
 
-    thread = threading.Thread(target=work, name=name, daemon=True)
-    thread.start()
-    while True:
-        item = items.get()
+    def __iter__(self) -> "in_worker_thread[T]":
+        return self
+
+    def __next__(self) -> T:
+        if self._finished:
+            raise StopIteration
+        item = self._items.get()
         if item is _END:
-            break
+            self._finished = True
+            self._thread.join()
+            raise StopIteration
         if isinstance(item, BaseException):
+            self._finished = True
             raise item
-        yield item
-    thread.join()
+        return item

@@ -190,3 +190,20 @@ def test_bench_batch_and_random_model():
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout.strip().splitlines()[-1])
     assert result["batch_size"] == 3 and result["n_layer"] == 2
+
+
+def test_ctrl_c_stops_a_one_shot_reply_and_keeps_the_partial_text(tmp_path):
+    import signal
+
+    from nanochat_core.synthetic import write_random_checkpoint
+
+    write_random_checkpoint(tmp_path, "d6:384:8192")  # random weights: it rarely stops by itself
+    proc = subprocess.Popen(cli_command() + ["--model-dir", str(tmp_path), "-m", "4000", "--prompt", "hi"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
+    time.sleep(6)  # loading + some tokens
+    assert proc.poll() is None, "the reply ended before Ctrl+C could be tested"
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert out.strip()  # the partial reply stayed on stdout
+    assert "stopped" in err and "Traceback" not in err
