@@ -196,6 +196,12 @@ class Engine:
         self.ids = SpecialIds(tokenizer)
         self.context_limit = model.rotary_len
         self._lock = threading.Lock()  # one generation at a time: the KV cache is shared state
+        # "graph": CUDA-graph replay of a static decode step (CUDA default); "static": the same
+        # static step without capture (lets CPU tests check its math); "eager": plain calls.
+        from .cuda_graphs import cuda_graphs_enabled
+
+        self.decode_mode = "graph" if cuda_graphs_enabled(self.device) else "eager"
+        self._graph = None  # GraphedDecode for the current cache tensors
         self._cache: KVCache | None = None
         self._cached_ids: list[int] = []  # the tokens whose keys/values are in the cache
         self.last_reused = 0  # prompt tokens the last request took from the cache
@@ -206,7 +212,8 @@ class Engine:
         """Run the part of `ids` not already cached; return the last position's logits (1, V)."""
         if len(ids) >= self.context_limit:
             raise ContextOverflow(context_overflow_message(len(ids), self.context_limit))
-        needed = min(len(ids) + max_tokens, self.context_limit)
+        # +1: static decode (CUDA graphs) keeps the last slot as scratch space for warm-up.
+        needed = min(len(ids) + max_tokens + 1, self.context_limit)
         if self._cache is None or self._cache.capacity < needed:
             capacity = min(-(-needed // CACHE_GRANULE) * CACHE_GRANULE, self.context_limit)
             if self._cache is None:
@@ -229,9 +236,23 @@ class Engine:
         return logits
 
     def _decode_one(self, token: int) -> torch.Tensor:
-        prev = torch.tensor([self._cached_ids[-1]], device=self.device)
-        logits = self.model(torch.tensor([[token]], device=self.device), cache=self._cache,
-                            prev_token=prev, last_only=True)
+        cache, prev_id = self._cache, self._cached_ids[-1]
+        if self.decode_mode == "eager":
+            logits = self.model(torch.tensor([[token]], device=self.device), cache=cache,
+                                prev_token=torch.tensor([prev_id], device=self.device), last_only=True)
+        elif self.decode_mode == "graph":
+            from .cuda_graphs import GraphedDecode
+
+            key = (cache.k.data_ptr(), cache.capacity)
+            if self._graph is None or self._graph_key != key:
+                self._graph, self._graph_key = GraphedDecode(self.model, cache), key
+            logits = self._graph(token, cache.pos, prev_id)
+            cache.pos += 1
+        else:  # static math, no capture
+            logits = self.model.decode_rows(
+                torch.tensor([token], device=self.device), torch.tensor([cache.pos], device=self.device),
+                torch.tensor([prev_id], device=self.device), cache, static=True)
+            cache.pos += 1
         self._cached_ids.append(token)
         return logits
 

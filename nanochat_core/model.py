@@ -215,10 +215,12 @@ class RowDecode:
     (continuous batching: requests of different lengths share a step). Keys past a row's
     position (other rows are longer) and outside its window are masked out."""
 
-    def __init__(self, cache: KVCache, positions: torch.Tensor):
+    def __init__(self, cache: KVCache, positions: torch.Tensor, static: bool = False):
         self.cache, self.positions = cache, positions  # positions: (B,) long, on the device
         self.rows = torch.arange(positions.shape[0], device=positions.device)
-        self.span = int(positions.max()) + 1
+        # static: attend over the whole capacity (masked), so shapes never depend on positions
+        # and nothing is read back to the host: what a CUDA graph needs.
+        self.span = cache.capacity if static else int(positions.max()) + 1
         self._masks: dict[int | None, torch.Tensor] = {}
 
     def _mask(self, window: int | None) -> torch.Tensor:
@@ -471,13 +473,15 @@ class GPT(nn.Module):
         return self._logits(x)
 
     def decode_rows(self, tokens: torch.Tensor, positions: torch.Tensor, prev_tokens: torch.Tensor,
-                    cache: KVCache) -> torch.Tensor:
+                    cache: KVCache, static: bool = False) -> torch.Tensor:
         """One decode step for rows 0..B-1 of a batched cache, row r feeding tokens[r] at
-        positions[r] (after prev_tokens[r]). Returns logits (B, vocab_size)."""
-        if int(positions.max()) >= self.rotary_len:
+        positions[r] (after prev_tokens[r]). Returns logits (B, vocab_size).
+        static=True: fixed shapes and no host sync (for CUDA graph capture); the caller
+        guarantees positions < cache.capacity <= rotary_len."""
+        if not static and int(positions.max()) >= self.rotary_len:
             raise ValueError(f"context exceeds this model's limit of {self.rotary_len}")
         cos, sin = self.cos[positions][:, None, :], self.sin[positions][:, None, :]
-        x = self._trunk(tokens[:, None], prev_tokens, cos, sin, RowDecode(cache, positions))
+        x = self._trunk(tokens[:, None], prev_tokens, cos, sin, RowDecode(cache, positions, static))
         return self._logits(x[:, -1])
 
     def _trunk(self, idx, prev_token, cos, sin, cache) -> torch.Tensor:

@@ -118,3 +118,17 @@ def test_edit_truncates_cache(load_fixture):
         cached = m.engine._prefill(edited, max_tokens=2)[0]
     assert m.engine.last_reused == 20
     assert (cached - m.logits(edited)[-1]).abs().max().item() < ATOL
+
+
+@pytest.mark.parametrize("gen", GENERATIONS)
+def test_static_decode_step_equals_canonical(gen, load_fixture):
+    """The fixed-shape decode step that CUDA graphs capture (whole-capacity masked attention,
+    no host sync) gives nanochat's canonical tokens too; run here without capture, on CPU."""
+    m, ref = load_fixture(gen), reference(gen)
+    m.engine.reset_cache()
+    m.engine.decode_mode = "static"
+    try:
+        out = list(m.generate_ids(ref["prompt_ids"].tolist(), temperature=0.0, max_tokens=32))
+    finally:
+        m.engine.decode_mode = "eager"
+    assert out == ref["canonical_ids"].tolist()
