@@ -1,0 +1,13 @@
+"""The chat app's widgets, one module each (styles in nanochat_tui/app.tcss)."""
+
+from .chat_log import ChatLog
+from .error_banner import ErrorBanner
+from .header import ChatHeader
+from .messages import AssistantMessage, InfoPanel, Notice, ToolCallView, TypingIndicator, UserMessage
+from .prompt_input import PromptInput
+from .status_bar import StatusBar
+
+__all__ = [
+    "AssistantMessage", "ChatHeader", "ChatLog", "ErrorBanner", "InfoPanel", "Notice",
+    "PromptInput", "StatusBar", "ToolCallView", "TypingIndicator", "UserMessage",
+]

@@ -1,0 +1,29 @@
+"""The header: title, what model is loaded, device/dtype, and a New Conversation control."""
+
+from __future__ import annotations
+
+from textual.app import ComposeResult
+from textual.containers import Horizontal
+from textual.message import Message
+from textual.widgets import Button, Static
+
+
+class ChatHeader(Horizontal):
+    class NewConversation(Message):
+        """The New Conversation control was used."""
+
+    def compose(self) -> ComposeResult:
+        yield Static("nanochat", id="title", markup=False)
+        yield Static("loading model…", id="model-name", markup=False)
+        yield Static("", id="device", markup=False)
+        button = Button("+ New conversation", id="new-chat", compact=True)
+        button.can_focus = False  # the input keeps the focus; Ctrl+N does the same from the keyboard
+        yield button
+
+    def set_model(self, name: str, device: str = "") -> None:
+        self.query_one("#model-name", Static).update(name)
+        self.query_one("#device", Static).update(device)
+
+    def on_button_pressed(self, event: Button.Pressed) -> None:
+        event.stop()
+        self.post_message(self.NewConversation())
