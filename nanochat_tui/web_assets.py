@@ -1,0 +1,35 @@
+"""Where the browser files live: `nanochat_tui/_web` in a wheel, the checkout's `web/` otherwise.
+
+`web/` is deliberately not a Python package (no __init__.py): the wheel ships it inside
+nanochat_tui (pyproject force-include), so no generic top-level `web` module is ever installed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+_PACKAGE = Path(__file__).resolve().parent
+
+
+def web_dir() -> Path:
+    packaged = _PACKAGE / "_web"
+    return packaged if packaged.is_dir() else _PACKAGE.parent / "web"
+
+
+def templates_dir() -> Path:
+    return web_dir() / "templates"
+
+
+def static_dir() -> Path:
+    return web_dir() / "static"
+
+
+def static_version() -> str:
+    """A short hash of the static files, appended to their URLs so browsers never run stale JS."""
+    digest = hashlib.sha256()
+    root = static_dir()
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        digest.update(path.relative_to(root).as_posix().encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]

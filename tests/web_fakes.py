@@ -1,0 +1,116 @@
+"""Fake chat backends for the web/serving tests: ChatModel's interface (`.info`,
+`.chat(messages, sampling, cancel) -> Iterator[Event]`, blocking), with knobs that make the
+server's behaviours observable (slow tokens, cancellation, errors, tool calls, concurrency)."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from typing import Any, Callable, Sequence
+
+from nanochat_core.chat import Message, SamplingParams, validate_messages
+from nanochat_core.events import Done, ErrorEvent, GenerationStats, TextDelta, ToolCall, ToolResult
+from nanochat_core.model_info import ModelInfo
+
+_TOKENS = re.compile(r"\s*\S+|\s+")
+
+
+def fake_info(**changes: Any) -> ModelInfo:
+    values = dict(
+        generation="gen5-smear-backout", source="sft", model_tag="d4", step=700,
+        checkpoint_dir="/fake/chatsft_checkpoints/d4", is_demo=False, n_layer=4, n_embd=40,
+        n_head=4, n_kv_head=4, vocab_size=560, sequence_len=256, window_pattern="SSSL",
+        softcap=15.0, params=212_000, device="cpu", dtype="float32",
+    )
+    values.update(changes)
+    return ModelInfo(**values)
+
+
+def echo(messages: Sequence[Message], sampling: SamplingParams) -> str:
+    return f"You said: {messages[-1].text}"
+
+
+class FakeModel:
+    """Streams `reply(messages, sampling)` word by word, `token_delay` seconds per token,
+    checking `cancel` before each token (one "decode step")."""
+
+    def __init__(self, reply: Callable[[Sequence[Message], SamplingParams], str] = echo, *,
+                 token_delay: float = 0.0, first_delay: float = 0.0, error_after: int | None = None,
+                 raise_error: Exception | None = None, tool: tuple[str, str] | None = None,
+                 info: ModelInfo | None = None):
+        self.reply = reply
+        self.token_delay = token_delay
+        self.first_delay = first_delay
+        self.error_after = error_after
+        self.raise_error = raise_error
+        self.tool = tool
+        self.info = info or fake_info()
+        self.calls: list[tuple[list[Message], SamplingParams]] = []
+        self.threads: set[str] = set()
+        self.cancelled = 0
+        self.completed = 0
+        self.running = 0
+        self.max_running = 0
+        self.started = threading.Event()  # set when a generation yields its first token
+        self.ended = threading.Event()  # set whenever a generation returns
+        self._lock = threading.Lock()
+
+    def chat(self, messages: Sequence[Any], sampling: SamplingParams | None = None,
+             cancel: threading.Event | None = None):
+        sampling = sampling or SamplingParams()
+        clean = validate_messages(messages)  # as ChatModel.chat: the rulebook first
+        with self._lock:
+            self.calls.append((clean, sampling))
+            self.threads.add(threading.current_thread().name)
+            self.running += 1
+            self.max_running = max(self.max_running, self.running)
+        return self._stream(clean, sampling, cancel or threading.Event())
+
+    def _stream(self, clean, sampling, cancel):
+        start = time.perf_counter()
+        produced = 0
+        reason = "stop"
+        try:
+            if self.raise_error is not None:
+                raise self.raise_error
+            if self.first_delay:
+                time.sleep(self.first_delay)
+            every = _TOKENS.findall(self.reply(clean, sampling))
+            tokens = every[: sampling.max_tokens]
+            if len(every) > sampling.max_tokens:
+                reason = "length"
+            if self.tool is not None:
+                yield ToolCall(self.tool[0])
+                yield ToolResult(self.tool[0], self.tool[1])
+            for i, token in enumerate(tokens):
+                if cancel.is_set():
+                    reason = "cancelled"
+                    break
+                if self.error_after is not None and i == self.error_after:
+                    yield ErrorEvent("engine exploded")
+                    return
+                if i and self.token_delay:
+                    time.sleep(self.token_delay)
+                if cancel.is_set():
+                    reason = "cancelled"
+                    break
+                produced += 1
+                yield TextDelta(token)
+                self.started.set()
+            total = time.perf_counter() - start
+            text = "".join(tokens[:produced])
+            parts = [{"type": "text", "text": text}] if text else []
+            if self.tool is not None:
+                parts = [{"type": "python", "text": self.tool[0]},
+                         {"type": "python_output", "text": self.tool[1]}] + parts
+            yield Done(reason, GenerationStats(10, produced, min(0.001, total), total),
+                       tuple(range(produced)), tuple(parts))
+        finally:
+            with self._lock:
+                self.running -= 1
+                if reason == "cancelled":
+                    self.cancelled += 1
+                else:
+                    self.completed += 1
+            self.ended.set()
