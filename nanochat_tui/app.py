@@ -16,6 +16,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from textual import on, work
@@ -67,7 +68,7 @@ class _Generation:
 class NanochatApp(App[str | None], inherit_bindings=False):
     """The chat. `backend`: an already-loaded model (tests); otherwise `config.model` is loaded."""
 
-    CSS_PATH = "app.tcss"
+    CSS_PATH = str(Path(__file__).with_name("app.tcss"))  # absolute: subclasses elsewhere work too
     TITLE = "nanochat"
     ENABLE_COMMAND_PALETTE = False
 
