@@ -550,7 +550,6 @@ def _setup_logging(debug: bool) -> None:
         if not logger.handlers:
             logger.addHandler(handler)
         logger.setLevel(logging.DEBUG if debug else logging.INFO)
-        logger.propagate = False
 
 
 def run_web(config: WebConfig) -> int:
@@ -564,11 +563,11 @@ def run_web(config: WebConfig) -> int:
         print(f"nanochat-tui: error: {message}", file=sys.stderr, flush=True)
         return 2
 
-    _setup_logging(config.debug)
     try:
         workers = load_workers(config, say)
     except (StartError, CheckpointError) as e:
         return fail(str(e))
+    _setup_logging(config.debug)
     app = create_app(config, workers, close_backends=True)
     try:
         asyncio.run(serve(app, config, say))

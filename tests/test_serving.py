@@ -50,7 +50,7 @@ async def test_events_arrive_in_order_from_a_worker_thread():
 
 
 async def test_blocking_generation_never_stalls_the_event_loop():
-    fake = FakeModel(reply=lambda m, s: "x " * 12, token_delay=0.05)  # time.sleep in the "engine"
+    fake = FakeModel(reply=lambda m, s: "x " * 5, token_delay=0.2)  # time.sleep in the "engine"
     pool = pool_of(fake)
     try:
         gen = pool.submit(msgs("go"), SP)
@@ -60,8 +60,8 @@ async def test_blocking_generation_never_stalls_the_event_loop():
             t = time.perf_counter()
             await asyncio.sleep(0.01)
             worst = max(worst, time.perf_counter() - t - 0.01)
-        assert text_of(consumer.result()) == "x " * 12
-        assert worst < 0.04, f"the loop stalled for {worst:.3f}s while the engine worked"
+        assert text_of(consumer.result()) == "x " * 5
+        assert worst < 0.1, f"the loop stalled for {worst:.3f}s while the engine worked"
     finally:
         await pool.close()
 
@@ -121,7 +121,8 @@ async def test_cancel_while_queued_leaves_the_queue_and_never_runs():
 
 
 async def test_cancel_while_running_stops_within_a_step_and_frees_the_slot_after_the_thread():
-    fake = FakeModel(reply=lambda m, s: "tok " * 500, token_delay=0.1)
+    step = 0.2
+    fake = FakeModel(reply=lambda m, s: "tok " * 500, token_delay=step)
     pool = pool_of(fake)
     try:
         gen = pool.submit(msgs("long"), SP)
@@ -135,7 +136,7 @@ async def test_cancel_while_running_stops_within_a_step_and_frees_the_slot_after
         await gen.wait_finished()
         took = time.perf_counter() - t0
         assert isinstance(rest[-1], Done) and rest[-1].reason == "cancelled"
-        assert took < 0.35, f"cancellation took {took:.2f}s (one step is 0.1s)"
+        assert took < 2 * step + 0.15, f"cancellation took {took:.2f}s (one step is {step}s)"
         assert fake.cancelled == 1 and pool.workers[0].active == 0 and pool.active_requests == 0
         assert len(text_of([first, *rest]).split()) <= 3
     finally:

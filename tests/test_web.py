@@ -309,7 +309,8 @@ async def test_queue_full_is_503_with_retry_after(make_client):
 
 
 async def test_client_disconnect_cancels_within_a_step_and_frees_the_worker(make_client):
-    fake = FakeModel(reply=lambda m, s: "tok " * 1000, token_delay=0.05)
+    step = 0.2
+    fake = FakeModel(reply=lambda m, s: "tok " * 1000, token_delay=step)
     client = await make_client(fake)
     resp = await open_stream(client)
     assert (await (await client.get("/health")).json())["available_workers"] == 0
@@ -318,7 +319,7 @@ async def test_client_disconnect_cancels_within_a_step_and_frees_the_worker(make
     while fake.cancelled == 0 and time.perf_counter() - t0 < 3:
         await asyncio.sleep(0.01)
     took = time.perf_counter() - t0
-    assert fake.cancelled == 1 and took < 0.5, f"cancelled after {took:.2f}s"
+    assert fake.cancelled == 1 and took < 2 * step + 0.2, f"cancelled after {took:.2f}s (a step is {step}s)"
     for _ in range(50):
         health = await (await client.get("/health")).json()
         if health["available_workers"] == 1:
@@ -362,7 +363,7 @@ async def test_health_and_page_answer_instantly_while_every_worker_is_busy(make_
         t0 = time.perf_counter()
         assert (await client.get(path)).status == 200
         worst = max(worst, time.perf_counter() - t0)
-    assert worst < 0.1, f"{worst:.3f}s"
+    assert worst < 0.25, f"{worst:.3f}s"  # generating on the loop would take seconds
     for s in streams:
         s.close()
 

@@ -32,11 +32,13 @@ def echo(messages: Sequence[Message], sampling: SamplingParams) -> str:
 
 
 class FakeModel:
-    """Streams `reply(messages, sampling)` word by word, `token_delay` seconds per token,
-    checking `cancel` before each token (one "decode step")."""
+    """Streams `reply(messages, sampling)` word by word, `token_delay` seconds per token
+    (a number, or a function of the messages), checking `cancel` before each token (one
+    "decode step")."""
 
     def __init__(self, reply: Callable[[Sequence[Message], SamplingParams], str] = echo, *,
-                 token_delay: float = 0.0, first_delay: float = 0.0, error_after: int | None = None,
+                 token_delay: float | Callable[[Sequence[Message]], float] = 0.0,
+                 first_delay: float | Callable[[Sequence[Message]], float] = 0.0, error_after: int | None = None,
                  raise_error: Exception | None = None, tool: tuple[str, str] | None = None,
                  info: ModelInfo | None = None):
         self.reply = reply
@@ -74,8 +76,10 @@ class FakeModel:
         try:
             if self.raise_error is not None:
                 raise self.raise_error
-            if self.first_delay:
-                time.sleep(self.first_delay)
+            first = self.first_delay(clean) if callable(self.first_delay) else self.first_delay
+            if first:
+                time.sleep(first)
+            delay = self.token_delay(clean) if callable(self.token_delay) else self.token_delay
             every = _TOKENS.findall(self.reply(clean, sampling))
             tokens = every[: sampling.max_tokens]
             if len(every) > sampling.max_tokens:
@@ -90,8 +94,8 @@ class FakeModel:
                 if self.error_after is not None and i == self.error_after:
                     yield ErrorEvent("engine exploded")
                     return
-                if i and self.token_delay:
-                    time.sleep(self.token_delay)
+                if i and delay:
+                    time.sleep(delay)
                 if cancel.is_set():
                     reason = "cancelled"
                     break
