@@ -563,8 +563,9 @@ def run_web(config: WebConfig) -> int:
         print(f"nanochat-tui: error: {message}", file=sys.stderr, flush=True)
         return 2
 
+    max_batch = getattr(config, "max_batch", None) or DEFAULT_MAX_BATCH  # a --batch-size flag, once WebConfig has it
     try:
-        workers = load_workers(config, say)
+        workers = load_workers(config, say, max_batch=max_batch)
     except (StartError, CheckpointError) as e:
         return fail(str(e))
     _setup_logging(config.debug)

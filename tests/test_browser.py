@@ -23,6 +23,8 @@ from web_fakes import FakeModel
 
 CHROMIUM = os.environ.get("NANOCHAT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 if not os.path.exists(CHROMIUM):
+    if os.environ.get("CI"):
+        raise RuntimeError(f"CI must run the browser tests, but there is no chromium at {CHROMIUM}")
     pytest.skip(f"no chromium binary ({CHROMIUM}); install Debian's chromium to run the browser tests",
                 allow_module_level=True)
 
@@ -377,8 +379,12 @@ def test_slash_commands(page, fake):
     expect(page.get_by_role("alert")).to_be_hidden()
 
 
-def test_a_real_checkpoint_through_the_page(browser, load_fixture):
-    model = load_fixture(GEN)
+def test_a_real_checkpoint_through_the_page(browser):
+    from nanochat_core import load_chat_model
+
+    from conftest import FIXTURES
+
+    model = load_chat_model(base_dir=FIXTURES / GEN / "base_dir", device="cpu")
     config = replace(CONFIG, sampling=SamplingParams(temperature=0.0, top_k=50, max_tokens=40, seed=None))
     server = Server(webmod.create_app(config, [model]), config)
     context = browser.new_context()

@@ -481,8 +481,10 @@ async def test_sixteen_concurrent_greedy_streams_equal_their_solo_runs_two_worke
     assert gpus == {0, 1}  # both workers served
 
 
-async def test_sixteen_concurrent_greedy_streams_equal_their_solo_runs_batched(make_client, load_fixture):
-    batched = load_fixture(GEN).batched(max_batch=8)
+async def test_sixteen_concurrent_greedy_streams_equal_their_solo_runs_batched(make_client):
+    from nanochat_core import load_chat_model
+
+    batched = load_chat_model(base_dir=FIXTURES / GEN / "base_dir", device="cpu").batched(max_batch=8)
     try:
         pool = WorkerPool([Worker(0, "cpu", batched, slots=8)], queue_size=16)
         client = await make_client(pool=pool)
