@@ -163,9 +163,9 @@ async def test_send_streams_markdown_and_shows_stats():
         await pilot.pause()
         (msg,) = replies(app)
         assert msg.text == reply and msg.stop_reason == "stop"
-        fences = msg.query("MarkdownFence")
-        assert len(fences) == 1 and "print('hi')" in fences.first().code
-        assert len(msg.query("MarkdownBulletList")) == 1
+        # rendered as Markdown: a code block without its fence, bullets for the list
+        text = screen_text(app)
+        assert "print('hi')" in text and "```" not in text and "• one" in text and "• two" in text
         assert SUMMARY_RE.match(app.status.text), app.status.text
         assert app.status.text.startswith(f"{len(split_tokens(reply))} tokens")
         assert app.history == [Message("user", "hello there"),
@@ -262,6 +262,35 @@ async def test_follows_the_stream_unless_scrolled_up():
         await pilot.press("pagedown")
         await pilot.pause()
         assert log.scroll_y > 0
+
+
+async def test_long_replies_are_cut_into_markdown_chunks_at_block_boundaries():
+    block = "Some words in a paragraph.\n\n```python\nx = 1\n\ny = 2\n```\n\n- item\n- item two\n\n"
+    reply = block * 25  # ~1,750 characters, ~400 tokens
+    app = make_app(FakeBackend(reply=reply, token_delay=0.0005))
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "long")
+        msg = replies(app)[0]
+        sources = [c.source for c in msg.chunks]
+        assert len(sources) >= 2 and "".join(sources) == reply
+        for source in sources:
+            assert source.count("```") % 2 == 0  # no code block is cut in two
+        assert len(msg.children) == len(sources)  # one widget per chunk, not per block
+
+
+@pytest.mark.parametrize("text, start, want", [
+    ("para one\n\npara two", 0, 10),
+    ("para one\n\npara two\n\npara three", 0, 20),
+    ("para one\n\npara two\n\npara three", 21, None),
+    ("```\ncode\n\nmore code\n```\n", 0, None),  # never inside a fence
+    ("```\ncode\n```\n\nafter", 0, 14),
+    ("- item\n\n  continued", 0, None),  # an indented continuation stays with its item
+    ("text\n\n", 0, None),  # what comes next is not known yet
+])
+def test_safe_split(text, start, want):
+    from nanochat_tui.widgets.messages import safe_split
+
+    assert safe_split(text, start) == want
 
 
 # ---- input ----

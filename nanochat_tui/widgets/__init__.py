@@ -3,11 +3,19 @@
 from .chat_log import ChatLog
 from .error_banner import ErrorBanner
 from .header import ChatHeader
-from .messages import AssistantMessage, InfoPanel, Notice, ToolCallView, TypingIndicator, UserMessage
+from .messages import (
+    AssistantMessage,
+    InfoPanel,
+    MarkdownChunk,
+    Notice,
+    ToolCallView,
+    TypingIndicator,
+    UserMessage,
+)
 from .prompt_input import PromptInput
 from .status_bar import StatusBar
 
 __all__ = [
-    "AssistantMessage", "ChatHeader", "ChatLog", "ErrorBanner", "InfoPanel", "Notice",
+    "AssistantMessage", "ChatHeader", "ChatLog", "ErrorBanner", "InfoPanel", "MarkdownChunk", "Notice",
     "PromptInput", "StatusBar", "ToolCallView", "TypingIndicator", "UserMessage",
 ]

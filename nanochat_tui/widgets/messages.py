@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from textual.app import ComposeResult
 from textual.containers import Vertical
-from textual.widgets import Markdown, Static
-from textual.widgets.markdown import MarkdownStream
+from rich.markdown import Heading
+from rich.markdown import Markdown as RichMarkdown
+from textual.geometry import Size
+from textual.strip import Strip
+from textual.widget import Widget
+from textual.widgets import Static
 
 
 class UserMessage(Vertical):
@@ -78,19 +82,121 @@ class ToolCallView(Static):
         self.update(f"calculator ▸ {self.expression}{answer}")
 
 
-class AssistantMessage(Vertical):
-    """One reply, streamed: Markdown segments, with tool calls between them.
+CHUNK_CHARS = 800  # the live Markdown chunk is cut at the next block boundary past this size
 
-    Text arrives through `append()` (already sanitized and batched by the app); a MarkdownStream
-    coalesces appends further when rendering falls behind; `finish()` sets each segment's final
-    text once and marks a stopped or truncated reply.
+
+def safe_split(text: str, start: int = 0) -> int | None:
+    """The last offset >= `start` where `text` can be cut into two Markdown documents that
+    render as the whole does: the start of a line that follows a blank line, outside a code
+    fence, and that begins with a visible character (so it is not an indented continuation).
+    None if there is no such place yet."""
+    best = None
+    offset = 0
+    in_fence = False
+    previous_blank = False
+    for line in text.splitlines(keepends=True):
+        if (offset >= start and offset > 0 and previous_blank and not in_fence
+                and line[:1] not in ("", " ", "\t", "\n", "\r")):
+            best = offset
+        stripped = line.lstrip()
+        if stripped.startswith("```") or stripped.startswith("~~~"):
+            in_fence = not in_fence
+        previous_blank = not line.strip()
+        offset += len(line)
+    return best
+
+
+class _LeftHeading(Heading):
+    LEVEL_ALIGN = {f"h{i}": "left" for i in range(1, 7)}
+
+
+class ReplyMarkdown(RichMarkdown):
+    """Rich's Markdown (code blocks highlighted, lists, tables, quotes), headings on the left,
+    links shown as text + URL rather than as terminal hyperlinks chosen by the model."""
+
+    elements = {**RichMarkdown.elements, "heading_open": _LeftHeading}
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text, code_theme="monokai", hyperlinks=False)
+
+
+class MarkdownChunk(Widget):
+    """A piece of a reply rendered as Markdown: one widget, however many blocks it holds.
+
+    Line API widget: the Markdown is rendered to strips once per change (at the current width),
+    and a change that keeps the height only repaints this widget: no layout pass over the whole
+    chat, which is what makes a token cheap when the log holds hundreds of messages.
+    """
+
+    DEFAULT_CSS = "MarkdownChunk { height: auto; }"
+
+    def __init__(self, text: str = "", **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.source = text
+        self._renderable = ReplyMarkdown(text)
+        self._strips: list[Strip] = []
+        self._width = 0  # the width the strips were rendered at (0: not rendered)
+        self.renders = 0
+
+    def set_text(self, text: str) -> None:
+        self.source = text
+        self._renderable = ReplyMarkdown(text)
+        if not self._width or not self.is_mounted:
+            self._width = 0
+            self.refresh(layout=True)
+            return
+        height = len(self._strips)
+        self._render(self._width)
+        self.refresh(layout=len(self._strips) != height)
+
+    def _render(self, width: int) -> None:
+        console = self.app.console
+        options = self.app.console_options.update_width(width).update(highlight=False)
+        lines = console.render_lines(self._renderable, options, style=self.rich_style, pad=True)
+        self._strips = [Strip(line, width) for line in lines]
+        self._width = width
+        self.renders += 1
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._width = 0  # colours changed: render again at the next layout
+
+    def get_content_width(self, container: Size, viewport: Size) -> int:
+        return container.width
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        if width <= 0:
+            return 0
+        if width != self._width:
+            self._render(width)
+        return len(self._strips)
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        if width != self._width and width > 0:
+            self._render(width)
+        if y < len(self._strips):
+            return self._strips[y]
+        return Strip.blank(width, self.rich_style)
+
+
+class AssistantMessage(Vertical):
+    """One reply, streamed: Markdown chunks, with tool calls between them.
+
+    Text arrives through `append()` (already sanitized and batched by the app). Each chunk is a
+    single widget rendering Rich Markdown; only the last ("live") chunk is re-rendered as text
+    arrives, and it is cut at block boundaries once it passes CHUNK_CHARS. So the cost of an
+    update stays flat however long the reply gets, and a reply full of lists and code does not
+    turn into hundreds of widgets (Textual's Markdown widget makes one per block and list item,
+    which on a 2-core machine stalled the UI for hundreds of ms on long replies).
     """
 
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.segments: list[str] = []  # text of each Markdown segment
-        self._markdown: Markdown | None = None
-        self._stream: MarkdownStream | None = None
+        self.segments: list[str] = []  # the reply's text, split where tool calls sit
+        self.chunks: list[MarkdownChunk] = []
+        self._segment_open = False
+        self._live: MarkdownChunk | None = None  # the chunk that still grows
         self._indicator: TypingIndicator | None = None
         self._tools: list[ToolCallView] = []
         self.finished = False
@@ -114,26 +220,33 @@ class AssistantMessage(Vertical):
             indicator, self._indicator = self._indicator, None
             await indicator.remove()
 
+    async def _new_chunk(self, text: str) -> None:
+        self._live = MarkdownChunk(text, classes="reply")
+        self.chunks.append(self._live)
+        await self.mount(self._live)
+
     async def append(self, text: str) -> None:
         if not text:
             return
         await self._drop_indicator()
-        if self._markdown is None:
+        if not self._segment_open:
+            self._segment_open = True
             self.segments.append("")
-            self._markdown = Markdown("", classes="reply")
-            await self.mount(self._markdown)
-            self._stream = Markdown.get_stream(self._markdown)
         self.segments[-1] += text
-        assert self._stream is not None
-        await self._stream.write(text)
+        if self._live is None:
+            await self._new_chunk(text)
+            return
+        live = self._live.source + text
+        cut = safe_split(live) if len(live) > CHUNK_CHARS else None
+        if cut is None:
+            self._live.set_text(live)
+            return
+        self._live.set_text(live[:cut])  # sealed: never re-rendered again
+        await self._new_chunk(live[cut:])
 
     async def _close_segment(self) -> None:
-        if self._stream is not None:
-            await self._stream.stop()
-            self._stream = None
-        if self._markdown is not None:
-            await self._markdown.update(self.segments[-1])  # the final text, once
-            self._markdown = None
+        self._live = None
+        self._segment_open = False
 
     async def add_tool_call(self, expression: str) -> None:
         await self._drop_indicator()
