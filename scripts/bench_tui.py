@@ -117,10 +117,10 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, int(round(q * (len(values) - 1))))]
 
 
-async def run(tokens: int, rate: float, history: int, key_interval: float) -> dict:
+async def run(tokens: int, rate: float, history: int, key_interval: float, manage_gc: bool = True) -> dict:
     backend = RateBackend(markdown_tokens(tokens), rate)
     config = ChatConfig(sampling=SamplingParams(temperature=0.0, max_tokens=4096))
-    app = NanochatApp(config, backend=backend, animate=False)
+    app = NanochatApp(config, backend=backend, animate=False, manage_gc=manage_gc)
     key_latencies = {"typed": [], "binding": []}
     stalls: list[float] = []
     complete_at = 0.0
@@ -130,7 +130,7 @@ async def run(tokens: int, rate: float, history: int, key_interval: float) -> di
             widgets = []
             for i in range(history // 2):
                 widgets += [UserMessage(f"earlier message {i}"), Notice(f"earlier reply {i}")]
-            await app.log_view.mount_all(widgets)
+            await app.log_view.add(*widgets)
             await pilot.pause()
 
         prompt = app.input
@@ -205,6 +205,7 @@ async def run(tokens: int, rate: float, history: int, key_interval: float) -> di
         "engine_rate_tok_s": round(emitted / engine_s, 1) if engine_s > 0 else None,
         "engine_s": round(engine_s, 3),
         "history_messages": history,
+        "gc_freeze": manage_gc,
         "flush_interval_ms": round(FLUSH_INTERVAL_S * 1000, 1),
         "ui_flushes": flushes,
         "tokens_per_flush": round(emitted / max(flushes, 1), 1),
@@ -231,9 +232,10 @@ def main() -> int:
     p.add_argument("--tokens", type=int, default=4096, help="tokens to stream (default 4096, the max-tokens limit)")
     p.add_argument("--rate", type=float, default=3000.0, help="tokens per second (default 3000)")
     p.add_argument("--history", type=int, default=0, help="messages already in the log (default 0)")
+    p.add_argument("--no-gc-freeze", action="store_true", help="leave the garbage collector alone (as before the fix)")
     p.add_argument("--key-interval", type=float, default=0.05, help="seconds between key presses (default 0.05)")
     args = p.parse_args()
-    result = asyncio.run(run(args.tokens, args.rate, args.history, args.key_interval))
+    result = asyncio.run(run(args.tokens, args.rate, args.history, args.key_interval, not args.no_gc_freeze))
     print(f"streamed {result['tokens']} tokens at {result['engine_rate_tok_s']} tok/s "
           f"({result['ui_flushes']} UI flushes, {result['tokens_per_flush']} tokens each)")
     print(f"backlog after the engine finished: {result['backlog_ms']} ms "

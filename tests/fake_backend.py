@@ -159,11 +159,12 @@ class FakeSelection:
     backend (or raises `error`)."""
 
     def __init__(self, backend: FakeBackend | None = None, *, error: BaseException | None = None,
-                 delay: float = 0.0, stages: Sequence[str] = ("Looking for sft checkpoints in /fake",
+                 delay: float = 0.0, gate: threading.Event | None = None, stages: Sequence[str] = ("Looking for sft checkpoints in /fake",
                                                               "Loading weights /fake/model_000700.pt")):
         self.backend = backend or FakeBackend()
         self.error = error
         self.delay = delay
+        self.gate = gate  # when given, load() waits for it after reporting the stages
         self.stages = list(stages)
         self.loads = 0
 
@@ -174,6 +175,8 @@ class FakeSelection:
                 progress(line)
             if self.delay:
                 time.sleep(self.delay / max(len(self.stages), 1))
+        if self.gate is not None:
+            self.gate.wait(30)
         if self.error is not None:
             raise self.error
         return self.backend

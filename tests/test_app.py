@@ -8,6 +8,7 @@ import asyncio
 import re
 import subprocess
 import sys
+import threading
 import time
 
 import pytest
@@ -92,13 +93,16 @@ def notices(app) -> list[str]:
 
 async def test_loads_in_a_worker_with_progress_then_ready():
     backend = FakeBackend(info=fake_info(device="cuda", dtype="bfloat16"))
-    selection = FakeSelection(backend, delay=0.3)
+    gate = threading.Event()
+    selection = FakeSelection(backend, gate=gate)
     app = NanochatApp(ChatConfig(model=selection), animate=False)
     async with app.run_test(size=SIZE) as pilot:
-        await pilot.pause()
-        # the screen is up while the model loads
+        # the screen is up while the model loads, with the stages so far
+        await wait_for(pilot, lambda: "Loading weights /fake/model_000700.pt" in notices(app))
         assert app.backend is None
-        assert "Loading" in app.status.text or "Looking" in app.status.text
+        assert app.status.text == "Loading weights /fake/model_000700.pt"
+        assert "loading model…" in screen_text(app)
+        gate.set()
         await wait_for(pilot, lambda: app.backend is backend, what="the model to load")
         await pilot.pause()
         lines = notices(app)
@@ -180,13 +184,23 @@ async def test_send_streams_markdown_and_shows_stats():
 
 
 async def test_user_bubble_is_right_aligned_and_literal():
-    app = make_app()
+    app = make_app(FakeBackend(reply="ok"))
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "[bold]not markup[/bold]")
-        bubble = app.query_one(UserMessage).query_one(".bubble")
-        assert bubble.region.right >= app.query_one(ChatLog).region.right - 3
-        assert bubble.region.x > 40
-        assert "[bold]not markup[/bold]" in screen_text(app)
+        line = next(line for line in screen_text(app).splitlines() if "not markup" in line)
+        start = line.index("[bold]not markup[/bold]")
+        assert start > 40 and len(line.rstrip()) >= SIZE[0] - 4  # right-aligned
+        # a light gray bubble: the text sits on the bubble colour, one cell of padding around it
+        strip = app.screen._compositor.render_strips()[app.query_one(UserMessage).region.y]
+        cells = [(seg.text, seg.style) for seg in strip if seg.text.strip()]
+        assert any(style.bgcolor and style.bgcolor.triplet == (0xD7, 0xD7, 0xD7) for _, style in cells)
+
+        # long messages wrap inside a bubble at most 80% wide
+        await send(pilot, "word " * 60)
+        rows = [line for line in screen_text(app).splitlines() if "word word" in line]
+        assert len(rows) >= 3
+        for row in rows:
+            assert row.index("word") >= SIZE[0] * 0.2 - 2
 
 
 async def test_typing_indicator_until_first_token_and_generating_state():
@@ -660,7 +674,7 @@ async def test_engine_exception_is_a_banner_not_a_crash():
 
 # ---- scale ----
 
-async def test_hundreds_of_messages_stay_responsive():
+async def test_hundreds_of_messages_are_folded_into_archives_and_stay_responsive():
     app = make_app(FakeBackend(reply="ok"))
     async with app.run_test(size=SIZE) as pilot:
         log = app.query_one(ChatLog)
@@ -668,14 +682,48 @@ async def test_hundreds_of_messages_stay_responsive():
         for i in range(200):
             widgets.append(UserMessage(f"message {i}"))
             widgets.append(Notice(f"reply {i}"))
-        await log.mount_all(widgets)
+        await log.add(*widgets)
         await pilot.pause()
+        # 400 messages, but a few dozen widgets: the oldest are folded into archives
+        assert log.archived >= 300 and len(log.children) < 100
+        assert len(list(log.query(UserMessage))) + len(list(log.query(Notice))) <= 80
         start = time.perf_counter()
         await send(pilot, "still fast?")
         elapsed = time.perf_counter() - start
         assert replies(app)[0].text == "ok"
         assert elapsed < 2.0, elapsed
         assert log.scroll_y == log.max_scroll_y
+        # the archived messages still show, looking as they did
+        log.scroll_home(animate=False)
+        await pilot.pause()
+        text = screen_text(app)
+        assert "message 0" in text and "reply 0" in text
+        line = next(line for line in text.splitlines() if "message 0" in line)
+        assert line.index("message 0") > 60  # still a right-aligned bubble
+
+
+async def test_a_reply_in_flight_and_the_last_messages_are_never_folded():
+    backend = FakeBackend(reply="w " * 100, token_delay=0.01)
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        log = app.query_one(ChatLog)
+        await send(pilot, "first")
+        await send(pilot, "go", wait=False)
+        await wait_for(pilot, lambda: bool(replies(app)) and len(replies(app)[-1].text) > 4)
+        await log.add(*[Notice(f"n{i}") for i in range(150)])  # while the reply streams
+        assert log.archived == 3  # "Ready", "first" and its reply; the rest is after "go"
+        assert app.generating and replies(app)[-1].is_mounted
+        await wait_for(pilot, lambda: not app.generating)
+        await log.add(Notice("one more"))
+        assert log.archived == 3 and bubbles(app) == ["go"]
+        assert replies(app)[-1].text == "w " * 100 and replies(app)[-1].stop_reason == "stop"
+        # edit-last and regenerate still work on the last exchange
+        await pilot.press("ctrl+r")
+        await wait_for(pilot, lambda: len(backend.calls) == 3 and not app.generating)
+        assert [m.text for m in backend.calls[2][0]] == ["first", "w " * 100, "go"]
+        await pilot.press("up")
+        await pilot.pause()
+        assert app.input.text == "go" and bubbles(app) == []
 
 
 # ---- slash command parsing (no Textual) ----

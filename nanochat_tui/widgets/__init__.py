@@ -4,6 +4,7 @@ from .chat_log import ChatLog
 from .error_banner import ErrorBanner
 from .header import ChatHeader
 from .messages import (
+    Archive,
     AssistantMessage,
     InfoPanel,
     MarkdownChunk,
@@ -16,6 +17,6 @@ from .prompt_input import PromptInput
 from .status_bar import StatusBar
 
 __all__ = [
-    "AssistantMessage", "ChatHeader", "ChatLog", "ErrorBanner", "InfoPanel", "MarkdownChunk", "Notice",
+    "Archive", "AssistantMessage", "ChatHeader", "ChatLog", "ErrorBanner", "InfoPanel", "MarkdownChunk", "Notice",
     "PromptInput", "StatusBar", "ToolCallView", "TypingIndicator", "UserMessage",
 ]

@@ -1,15 +1,56 @@
-"""The scrollback: follows the stream unless the user scrolled up (an anchored scroll view)."""
+"""The scrollback: follows the stream unless the user scrolled up (an anchored scroll view),
+and folds old messages into Archive widgets so a long chat stays cheap to lay out."""
 
 from __future__ import annotations
 
 from textual.containers import VerticalScroll
+from textual.widget import Widget
+
+from .messages import Archive, AssistantMessage, UserMessage
+
+LIVE_MESSAGES = 60  # the newest messages stay widgets of their own
+FOLD_BATCH = 20  # beyond LIVE_MESSAGES + FOLD_BATCH, the oldest FOLD_BATCH become one Archive
 
 
 class ChatLog(VerticalScroll, can_focus=False):
-    """Messages in order. `layout: stream` (app.tcss) keeps hundreds of messages cheap to lay out."""
+    """Messages in order. `layout: stream` (app.tcss) keeps placements of old messages; Textual
+    still visits every widget on each layout pass, hence the archives: with them a chat of
+    hundreds of messages is a few dozen widgets."""
 
     def on_mount(self) -> None:
         self.anchor()
+
+    async def add(self, *widgets: Widget) -> None:
+        await self.mount_all(widgets)
+        await self.fold_old()
+
+    async def fold_old(self, keep: int = LIVE_MESSAGES, batch: int = FOLD_BATCH) -> int:
+        """Fold the oldest messages into archives while more than keep + batch are live.
+        Returns how many messages were folded."""
+        folded = 0
+        while True:
+            live = [child for child in self.children if not isinstance(child, Archive)]
+            if len(live) <= keep + batch:
+                return folded
+            # never fold the last user message or anything after it (edit-last and regenerate
+            # work on those), nor a reply still streaming
+            users = [i for i, w in enumerate(live) if isinstance(w, UserMessage)]
+            limit = min(batch, users[-1] if users else batch)
+            old = []
+            for w in live[:limit]:
+                if isinstance(w, AssistantMessage) and not w.finished:
+                    break
+                old.append(w)
+            if not old:
+                return folded
+            parts = [w.archive_renderable() for w in old if hasattr(w, "archive_renderable")]
+            await self.mount(Archive(parts, count=len(old)), before=old[0])
+            await self.remove_children(old)
+            folded += len(old)
+
+    @property
+    def archived(self) -> int:
+        return sum(child.count for child in self.children if isinstance(child, Archive))
 
     async def clear(self) -> None:
         await self.remove_children()

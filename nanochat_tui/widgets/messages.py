@@ -1,43 +1,185 @@
-"""What the chat log holds: user bubbles, streamed assistant replies, tool calls, notices."""
+"""What the chat log holds: user bubbles, streamed assistant replies, tool calls, notices.
+
+Performance shapes this module. Textual lays out the whole screen whenever a widget changes
+height, visiting every widget, so a chat must stay a small number of widgets:
+
+* every message is ONE Line-API widget (`RenderedLines`) that renders a Rich renderable to
+  strips once per change and per width; a change that keeps its height only repaints it;
+* a reply is a few Markdown chunks (cut at block boundaries), not one widget per paragraph,
+  list item and code block as Textual's Markdown widget would make;
+* old messages are folded into `Archive` widgets by the ChatLog (see chat_log.py), so a chat of
+  hundreds of messages is a few dozen widgets.
+"""
 
 from __future__ import annotations
 
-from textual.app import ComposeResult
-from textual.containers import Vertical
+from typing import Iterable
+
+from rich.align import Align
+from rich.console import Console, ConsoleOptions, Group, RenderableType, RenderResult
+from rich.constrain import Constrain
 from rich.markdown import Heading
 from rich.markdown import Markdown as RichMarkdown
+from rich.padding import Padding
+from rich.styled import Styled
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.containers import Vertical
 from textual.geometry import Size
 from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Static
 
 
-class UserMessage(Vertical):
+class RenderedLines(Widget):
+    """A widget showing one Rich renderable (from `build()`), rendered to strips once per
+    change and per width. Subclasses call `changed()` when what `build()` returns changes."""
+
+    DEFAULT_CSS = "RenderedLines { height: auto; }"
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._strips: list[Strip] = []
+        self._width = 0  # the width the strips were rendered at (0: not rendered)
+        self.renders = 0
+
+    def build(self) -> RenderableType:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def changed(self) -> None:
+        """Re-render now; lay out the screen again only if the height changed."""
+        if not self._width or not self.is_mounted:
+            self._width = 0
+            self.refresh(layout=True)
+            return
+        height = len(self._strips)
+        self._render(self._width)
+        self.refresh(layout=len(self._strips) != height)
+
+    def _render(self, width: int) -> None:
+        console = self.app.console
+        options = self.app.console_options.update_width(width).update(highlight=False)
+        lines = console.render_lines(self.build(), options, style=self.rich_style, pad=True)
+        self._strips = [Strip(line, width) for line in lines]
+        self._width = width
+        self.renders += 1
+
+    def notify_style_update(self) -> None:
+        super().notify_style_update()
+        self._width = 0  # colours changed: render again at the next layout
+
+    def get_content_width(self, container: Size, viewport: Size) -> int:
+        return container.width
+
+    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
+        if width <= 0:
+            return 0
+        if width != self._width:
+            self._render(width)
+        return len(self._strips)
+
+    def render_line(self, y: int) -> Strip:
+        width = self.size.width
+        if width != self._width and width > 0:
+            self._render(width)
+        if y < len(self._strips):
+            return self._strips[y]
+        return Strip.blank(width, self.rich_style)
+
+    def archive_renderable(self) -> RenderableType:
+        """This message as a renderable that keeps its look outside the widget (for Archive)."""
+        return _with_margin(self, Styled(self.build(), self.rich_style))
+
+
+def _with_margin(widget: Widget, renderable: RenderableType) -> RenderableType:
+    top = widget.styles.margin.top
+    return Padding(renderable, (top, 0, 0, 0)) if top else renderable
+
+
+class _Bubble:
+    """Text in a box of `style`, right-aligned, at most `ratio` of the width."""
+
+    def __init__(self, text: str, style, ratio: float = 0.8) -> None:
+        self.text = text
+        self.style = style
+        self.ratio = ratio
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        width = options.max_width
+        box = Padding(Text(self.text, style=self.style), (0, 1), style=self.style, expand=False)
+        yield Align.right(Constrain(box, max(4, int(width * self.ratio))), width=width)
+
+
+class UserMessage(RenderedLines):
     """A user's message: right-aligned, in a light gray bubble. Never parsed as markup."""
+
+    COMPONENT_CLASSES = {"user-message--bubble"}
 
     def __init__(self, text: str, **kwargs) -> None:
         super().__init__(**kwargs)
         self.text = text
 
-    def compose(self) -> ComposeResult:
-        yield Static(self.text, classes="bubble", markup=False)
+    def build(self) -> RenderableType:
+        return _Bubble(self.text, self.get_component_rich_style("user-message--bubble"))
+
+    def archive_renderable(self) -> RenderableType:
+        return _with_margin(self, self.build())
 
 
-class Notice(Static):
+class Notice(RenderedLines):
     """A quiet line: cleared, stopped, settings changed, loading progress."""
 
     def __init__(self, text: str, *, kind: str = "info", **kwargs) -> None:
-        super().__init__(text, markup=False, **kwargs)
+        super().__init__(**kwargs)
         self.text = text
         self.add_class(f"-{kind}")
 
+    def build(self) -> RenderableType:
+        return Text(self.text)
 
-class InfoPanel(Static):
+
+class InfoPanel(RenderedLines):
     """A block of aligned text (/help, /stats)."""
 
     def __init__(self, text: str, **kwargs) -> None:
-        super().__init__(text, markup=False, **kwargs)
+        super().__init__(**kwargs)
         self.text = text
+
+    def build(self) -> RenderableType:
+        return Text(self.text)
+
+    def archive_renderable(self) -> RenderableType:
+        # the left border is CSS; keep a sign of it
+        bar = "\n".join("▌ " + line for line in self.text.split("\n"))
+        return _with_margin(self, Styled(Text(bar), self.rich_style))
+
+
+class ToolCallView(RenderedLines):
+    """A calculator call and its result, set apart from the reply text."""
+
+    def __init__(self, expression: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.expression = expression
+        self.result: str | None = None
+        self.finished = False
+
+    def set_result(self, result: str | None) -> None:
+        self.result = result
+        self.finished = True
+        self.changed()
+
+    @property
+    def text(self) -> str:
+        if not self.finished:
+            answer = " = …"
+        elif self.result is None:
+            answer = " = (no result)"
+        else:
+            answer = f" = {self.result}"
+        return f"calculator ▸ {self.expression}{answer}"
+
+    def build(self) -> RenderableType:
+        return Text(self.text)
 
 
 class TypingIndicator(Static):
@@ -54,32 +196,7 @@ class TypingIndicator(Static):
 
     def _advance(self) -> None:
         self._frame = (self._frame + 1) % len(self.FRAMES)
-        self.update(self.FRAMES[self._frame])
-
-
-class ToolCallView(Static):
-    """A calculator call and its result, set apart from the reply text."""
-
-    def __init__(self, expression: str, **kwargs) -> None:
-        super().__init__("", markup=False, **kwargs)
-        self.expression = expression
-        self.result: str | None = None
-        self.finished = False
-        self._render_text()
-
-    def set_result(self, result: str | None) -> None:
-        self.result = result
-        self.finished = True
-        self._render_text()
-
-    def _render_text(self) -> None:
-        if not self.finished:
-            answer = " = …"
-        elif self.result is None:
-            answer = " = (no result)"
-        else:
-            answer = f" = {self.result}"
-        self.update(f"calculator ▸ {self.expression}{answer}")
+        self.update(self.FRAMES[self._frame], layout=False)
 
 
 CHUNK_CHARS = 800  # the live Markdown chunk is cut at the next block boundary past this size
@@ -120,75 +237,38 @@ class ReplyMarkdown(RichMarkdown):
         super().__init__(text, code_theme="monokai", hyperlinks=False)
 
 
-class MarkdownChunk(Widget):
-    """A piece of a reply rendered as Markdown: one widget, however many blocks it holds.
-
-    Line API widget: the Markdown is rendered to strips once per change (at the current width),
-    and a change that keeps the height only repaints this widget: no layout pass over the whole
-    chat, which is what makes a token cheap when the log holds hundreds of messages.
-    """
-
-    DEFAULT_CSS = "MarkdownChunk { height: auto; }"
+class MarkdownChunk(RenderedLines):
+    """A piece of a reply rendered as Markdown: one widget, however many blocks it holds."""
 
     def __init__(self, text: str = "", **kwargs) -> None:
         super().__init__(**kwargs)
         self.source = text
-        self._renderable = ReplyMarkdown(text)
-        self._strips: list[Strip] = []
-        self._width = 0  # the width the strips were rendered at (0: not rendered)
-        self.renders = 0
 
     def set_text(self, text: str) -> None:
         self.source = text
-        self._renderable = ReplyMarkdown(text)
-        if not self._width or not self.is_mounted:
-            self._width = 0
-            self.refresh(layout=True)
-            return
-        height = len(self._strips)
-        self._render(self._width)
-        self.refresh(layout=len(self._strips) != height)
+        self.changed()
 
-    def _render(self, width: int) -> None:
-        console = self.app.console
-        options = self.app.console_options.update_width(width).update(highlight=False)
-        lines = console.render_lines(self._renderable, options, style=self.rich_style, pad=True)
-        self._strips = [Strip(line, width) for line in lines]
-        self._width = width
-        self.renders += 1
+    def build(self) -> RenderableType:
+        return ReplyMarkdown(self.source)
 
-    def notify_style_update(self) -> None:
-        super().notify_style_update()
-        self._width = 0  # colours changed: render again at the next layout
 
-    def get_content_width(self, container: Size, viewport: Size) -> int:
-        return container.width
+class Mark(RenderedLines):
+    """A quiet line at the end of a reply (stopped, max tokens, empty)."""
 
-    def get_content_height(self, container: Size, viewport: Size, width: int) -> int:
-        if width <= 0:
-            return 0
-        if width != self._width:
-            self._render(width)
-        return len(self._strips)
+    def __init__(self, text: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.text = text
 
-    def render_line(self, y: int) -> Strip:
-        width = self.size.width
-        if width != self._width and width > 0:
-            self._render(width)
-        if y < len(self._strips):
-            return self._strips[y]
-        return Strip.blank(width, self.rich_style)
+    def build(self) -> RenderableType:
+        return Text(self.text)
 
 
 class AssistantMessage(Vertical):
     """One reply, streamed: Markdown chunks, with tool calls between them.
 
-    Text arrives through `append()` (already sanitized and batched by the app). Each chunk is a
-    single widget rendering Rich Markdown; only the last ("live") chunk is re-rendered as text
-    arrives, and it is cut at block boundaries once it passes CHUNK_CHARS. So the cost of an
-    update stays flat however long the reply gets, and a reply full of lists and code does not
-    turn into hundreds of widgets (Textual's Markdown widget makes one per block and list item,
-    which on a 2-core machine stalled the UI for hundreds of ms on long replies).
+    Text arrives through `append()` (already sanitized and batched by the app). Only the last
+    ("live") chunk is re-rendered as text arrives, and it is cut at block boundaries once it
+    passes CHUNK_CHARS, so the cost of an update stays flat however long the reply gets.
     """
 
     def __init__(self, **kwargs) -> None:
@@ -241,16 +321,16 @@ class AssistantMessage(Vertical):
         if cut is None:
             self._live.set_text(live)
             return
-        self._live.set_text(live[:cut])  # sealed: never re-rendered again
+        self._live.set_text(live[:cut])  # sealed: never rendered again (unless resized)
         await self._new_chunk(live[cut:])
 
-    async def _close_segment(self) -> None:
+    def _close_segment(self) -> None:
         self._live = None
         self._segment_open = False
 
     async def add_tool_call(self, expression: str) -> None:
         await self._drop_indicator()
-        await self._close_segment()
+        self._close_segment()
         view = ToolCallView(expression, classes="tool")
         self._tools.append(view)
         await self.mount(view)
@@ -266,11 +346,30 @@ class AssistantMessage(Vertical):
         self.stop_reason = reason
         self.finished = True
         await self._drop_indicator()
-        await self._close_segment()
+        self._close_segment()
         if not self.segments and not self._tools and reason != "error":
-            await self.mount(Static("(empty reply)", classes="empty", markup=False))
+            await self.mount(Mark("(empty reply)", classes="empty"))
         if reason == "cancelled":
             self.add_class("-stopped")
-            await self.mount(Static("■ stopped", classes="mark", markup=False))
+            await self.mount(Mark("■ stopped", classes="mark"))
         elif reason == "length":
-            await self.mount(Static("… max tokens reached (/max-tokens to raise it)", classes="mark", markup=False))
+            await self.mount(Mark("… max tokens reached (/max-tokens to raise it)", classes="mark"))
+
+    def archive_renderable(self) -> RenderableType:
+        parts = [child.archive_renderable() for child in self.children if isinstance(child, RenderedLines)]
+        return _with_margin(self, Group(*parts))
+
+
+class Archive(RenderedLines):
+    """Older messages folded into one widget: what they showed, as renderables."""
+
+    def __init__(self, parts: Iterable[RenderableType], count: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.parts = list(parts)
+        self.count = count  # how many messages it holds
+
+    def build(self) -> RenderableType:
+        return Group(*self.parts)
+
+    def archive_renderable(self) -> RenderableType:
+        return self.build()
