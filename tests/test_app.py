@@ -203,6 +203,20 @@ async def test_user_bubble_is_right_aligned_and_literal():
             assert row.index("word") >= SIZE[0] * 0.2 - 2
 
 
+async def test_messages_reflow_when_the_terminal_is_resized():
+    app = make_app(FakeBackend(reply="alpha beta gamma delta " * 6))
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "a right-aligned bubble")
+        wide = [line for line in screen_text(app).splitlines() if "alpha" in line]
+        await pilot.resize_terminal(60, 32)
+        await pilot.pause()
+        text = screen_text(app)
+        line = next(line for line in text.splitlines() if "a right-aligned bubble" in line)
+        assert len(line.rstrip()) >= 56 and line.index("a right-aligned") > 25
+        narrow = [line for line in text.splitlines() if "alpha" in line]
+        assert len(narrow) > len(wide) and all(len(line.rstrip()) <= 60 for line in narrow)
+
+
 async def test_typing_indicator_until_first_token_and_generating_state():
     backend = FakeBackend(reply="slow start", first_token_delay=0.6)
     app = make_app(backend)
