@@ -198,6 +198,7 @@ class NanochatApp(App[str | None], inherit_bindings=False):
     async def _model_ready(self, backend: Any) -> None:
         self.backend = backend
         self.load_error = None
+        self.banner.clear()  # ("still loading" from an early Enter no longer applies)
         info = backend.info
         self.query_one(ChatHeader).set_model(info.short_name, f"{info.device} · {info.dtype}")
         await self._add(Notice(f"Ready: {info.describe()}", kind="ready"))

@@ -4,7 +4,6 @@ fixture checkpoint and the bundled demo model."""
 
 from __future__ import annotations
 
-import asyncio
 import re
 import subprocess
 import sys

@@ -8,7 +8,6 @@ burst ("hello" then Enter), which Pilot cannot reproduce.
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
 import shutil
