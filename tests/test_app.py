@@ -798,14 +798,19 @@ async def test_real_demo_model_end_to_end(tmp_path, monkeypatch):
 
     if not (demo_model_dir() / "tokenizer").exists():
         pytest.skip(f"the bundled demo model is not in this checkout yet ({demo_model_dir()})")
+    from nanochat_core import load_chat_model
+    from nanochat_core.text import sanitize_for_terminal
+
     monkeypatch.setenv("NANOCHAT_BASE_DIR", str(tmp_path))  # nothing there: the demo model
-    config = ChatConfig(model=ModelSelection(device_type="cpu"), sampling=SamplingParams(temperature=0, max_tokens=32))
+    sampling = SamplingParams(temperature=0.0, max_tokens=32)
+    want = load_chat_model(device="cpu").reply([{"role": "user", "content": "Hello!"}], sampling)
+    config = ChatConfig(model=ModelSelection(device_type="cpu"), sampling=sampling)
     app = NanochatApp(config, animate=False)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.backend is not None or app.load_error is not None, timeout=60)
         assert app.load_error is None, app.load_error
         await pilot.pause()
-        assert app.backend.info.is_demo and "demo model" in screen_text(app)
+        assert app.backend.info.is_demo and "demo model" in screen_text(app).splitlines()[0]
         await send(pilot, "Hello!")
-        assert replies(app)[0].text.strip()
+        assert replies(app)[0].text == sanitize_for_terminal(want)
         assert SUMMARY_RE.match(app.status.text)
