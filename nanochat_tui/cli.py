@@ -6,6 +6,8 @@ Modes:
   nanochat-tui --plain         line-by-line chat (also when stdin/stdout is not a terminal)
   nanochat-tui --web           browser chat served by aiohttp (here -p means --port)
   nanochat-tui bench           decode / time-to-first-token benchmark, JSON on the last line
+  nanochat-tui export ...      write a checkpoint as a Hugging Face transformers model
+  --server URL (any mode but bench/export): chat with an OpenAI-compatible server instead
 
 This module imports neither torch nor Textual nor aiohttp at import time, so `--help` is instant
 and each mode pays only for what it uses.
@@ -38,6 +40,8 @@ modes:
   nanochat-tui --plain          line chat (User:/Assistant:); automatic when not on a terminal
   nanochat-tui --web --help     browser chat; in web mode -p means --port
   nanochat-tui bench --help     speed benchmark
+  nanochat-tui export --help    export to Hugging Face format (for vLLM and other servers)
+  nanochat-tui --server http://HOST:8000/v1   any mode above, on a remote OpenAI-compatible server
 
 checkpoints: --model-dir, else $NANOCHAT_BASE_DIR, else ~/.cache/nanochat; inside it
 base_checkpoints/ chatsft_checkpoints/ chatrl_checkpoints/ as nanochat writes them. With none
@@ -74,6 +78,17 @@ def _add_sampling_flags(p: argparse.ArgumentParser, t: float, k: int, m: int) ->
                    help=f"1-4096 tokens per reply (default: {m})")
 
 
+def _add_remote_flags(p: argparse.ArgumentParser, key_flag: str) -> None:
+    g = p.add_argument_group("client mode (an OpenAI-compatible server instead of a local model)")
+    g.add_argument("--server", default=None, metavar="URL",
+                   help="chat through this OpenAI-compatible API, e.g. http://gpu-box:8000/v1 (vLLM, "
+                        "SGLang, llama.cpp, another nanochat-tui --web); torch is not needed")
+    g.add_argument(key_flag, dest="server_api_key", default=None, metavar="KEY",
+                   help="API key for --server (default: $NANOCHAT_SERVER_API_KEY, else $OPENAI_API_KEY)")
+    g.add_argument("--model", dest="server_model", default=None, metavar="ID",
+                   help="which of the server's models to use (default: the first it lists)")
+
+
 DTYPE_HELP = ("compute dtype (default: bfloat16 on CUDA as nanochat does; float32 on CPU/MPS, "
               "where bf16 math is slow or unsupported and nanochat's reference logits are fp32)")
 
@@ -92,6 +107,7 @@ def build_chat_parser() -> argparse.ArgumentParser:
     p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
     _add_sampling_flags(p, 0.6, 50, 512)
     _add_model_flags(p, DTYPE_HELP)
+    _add_remote_flags(p, "--api-key")
     return p
 
 
@@ -110,9 +126,13 @@ def build_web_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-conversations", action="store_true", help="log every message to the console (off by default)")
     p.add_argument("--cors-origin", default=None, metavar="ORIGIN", help="allow this origin to call the API (default: same origin only)")
     p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on the API")
+    p.add_argument("--batch-size", type=int, default=8, metavar="B",
+                   help="streams each worker runs at once, sharing decode steps (continuous batching); "
+                        "with --server, requests sent to the server at once (default: 8)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     _add_sampling_flags(p, 0.8, 50, 512)
     _add_model_flags(p, "compute dtype (default: bfloat16 on CUDA as nanochat's server; float32 on CPU/MPS)")
+    _add_remote_flags(p, "--server-api-key")
     return p
 
 
@@ -147,7 +167,29 @@ class UsageError(Exception):
     """A bad command line; message printed as `nanochat-tui: error: ...`, exit 2."""
 
 
+LOCAL_FLAGS = {"source": "-i/--source", "model_tag": "-g/--model-tag", "step": "-s/--step",
+               "model_dir": "--model-dir", "device_type": "--device-type", "dtype": "-d/--dtype",
+               "softcap": "--softcap"}
+
+
 def _selection(args: argparse.Namespace) -> ModelSelection:
+    server = getattr(args, "server", None)
+    key = getattr(args, "server_api_key", None)
+    key_flag = "--server-api-key" if getattr(args, "web", False) else "--api-key"
+    if server is not None:
+        if not server.strip():
+            raise UsageError("--server needs a URL such as http://HOST:8000/v1")
+        local = [flag for name, flag in LOCAL_FLAGS.items() if getattr(args, name, None) is not None]
+        if local:
+            raise UsageError(f"{', '.join(local)} chooses a local checkpoint and cannot be used with --server")
+        if key is None:
+            key = os.environ.get("NANOCHAT_SERVER_API_KEY") or os.environ.get("OPENAI_API_KEY") or None
+        return ModelSelection(server=server.strip(), server_api_key=key,
+                              server_model=args.server_model, explicit=True)
+    if key is not None or getattr(args, "server_model", None) is not None:
+        given = key_flag if key is not None else "--model"
+        raise UsageError(f"{given} is for client mode: add --server URL (a local checkpoint is chosen "
+                         "with --model-dir, -i, -g and -s)")
     explicit = any(v is not None for v in (args.source, args.model_tag, args.step, args.model_dir))
     return ModelSelection(
         base_dir=args.model_dir, source=args.source or "sft", model_tag=args.model_tag,
@@ -206,6 +248,10 @@ def _dispatch(argv: list[str]) -> int:
         from .bench_cli import run_bench
 
         return run_bench(args, _selection(args))
+    if argv[:1] == ["export"]:
+        from .export_cli import build_export_parser, run_export
+
+        return run_export(build_export_parser().parse_args(argv[1:]))
     if "--web" in argv:
         args = build_web_parser().parse_args(argv)
         if args.num_gpus < 1:
@@ -214,11 +260,15 @@ def _dispatch(argv: list[str]) -> int:
             raise UsageError("--port must be between 0 and 65535")
         if args.queue_size < 0:
             raise UsageError("--queue-size must be 0 or more")
+        if not (1 <= args.batch_size <= 256):
+            raise UsageError("--batch-size must be between 1 and 256")
+        if args.server is not None and args.num_gpus != 1:
+            raise UsageError("--num-gpus is for local models; with --server the server runs the GPUs")
         config = WebConfig(
             model=_selection(args), sampling=_sampling(args, args.seed), system=args.system,
             host=args.host, port=args.port, num_gpus=args.num_gpus, queue_size=args.queue_size,
             log_conversations=args.log_conversations, cors_origin=args.cors_origin,
-            api_key=args.api_key, debug=args.debug,
+            api_key=args.api_key, max_batch=args.batch_size, debug=args.debug,
         )
         from .web import run_web
 

@@ -27,9 +27,21 @@ class ModelSelection:
     dtype: str | None = None  # bfloat16 | float32; None = bfloat16 on CUDA, float32 elsewhere
     softcap: float | None = None  # override for the gen3 / gen3-softcap20 ambiguity
     explicit: bool = False  # the user named a source/tag/step/dir: never fall back to the demo model
+    # Client mode: an OpenAI-compatible server (vLLM, SGLang, another nanochat-tui --web ...)
+    # instead of a local checkpoint. Then none of the fields above apply and torch is never imported.
+    server: str | None = None  # --server URL, e.g. http://gpu-box:8000/v1
+    server_api_key: str | None = None  # sent as "Authorization: Bearer ..." to the server
+    server_model: str | None = None  # --model: which of the server's models (default: its first)
 
     def load(self, progress: Callable[[str], None] | None = None, device: str | None = None) -> "ChatModel":
-        """Load the model (imports torch). Raises nanochat_core.CheckpointError with one line."""
+        """Load the model (imports torch), or connect to `server` (no torch). Raises
+        nanochat_core.CheckpointError (RemoteError for a server) with one line."""
+        if self.server is not None:
+            from nanochat_core.remote import RemoteChatModel
+
+            if progress is not None:
+                progress(f"Connecting to {self.server} ...")
+            return RemoteChatModel(self.server, api_key=self.server_api_key, model=self.server_model)
         from nanochat_core.api import load_chat_model
 
         return load_chat_model(
@@ -45,6 +57,9 @@ class ModelSelection:
         )
 
     def as_stats(self) -> dict:
+        if self.server is not None:
+            return {"server": self.server, "model": self.server_model or "(the server's first)",
+                    "api_key": "set" if self.server_api_key else "none"}
         return {
             "model_dir": self.base_dir,
             "source": self.source,
@@ -82,5 +97,6 @@ class WebConfig:
     max_body_bytes: int = 1_000_000  # request bodies above this: 413
     log_conversations: bool = False
     cors_origin: str | None = None
-    api_key: str | None = None
+    api_key: str | None = None  # clients of THIS server must send it (not the --server's key)
+    max_batch: int = 8  # streams per worker: shared decode steps locally, parallel requests with --server
     debug: bool = False

@@ -442,7 +442,16 @@ def plan_devices(config: WebConfig) -> list[str]:
 
 def load_workers(config: WebConfig, say: Callable[[str], None] = print,
                  max_batch: int = DEFAULT_MAX_BATCH) -> list[Worker]:
-    """Load one model per device, printing nanochat's console lines."""
+    """Load one model per device, printing nanochat's console lines. With --server, one worker
+    that forwards up to `max_batch` requests at once to the OpenAI-compatible server."""
+    if config.model.server is not None:
+        say("Initializing worker pool with 1 remote server...")
+        backend = config.model.load(progress=lambda line: say(f"  {line}"))
+        for notice in backend.notices:
+            say(f"  Notice: {notice}")
+        say("All 1 workers initialized!")
+        say(f"Model: {backend.info.describe()}")
+        return [Worker(gpu_id=0, device=backend.info.server, backend=backend, slots=max_batch)]
     devices = plan_devices(config)
     say(f"Initializing worker pool with {len(devices)} GPUs...")
     workers = []
@@ -563,9 +572,8 @@ def run_web(config: WebConfig) -> int:
         print(f"nanochat-tui: error: {message}", file=sys.stderr, flush=True)
         return 2
 
-    max_batch = getattr(config, "max_batch", None) or DEFAULT_MAX_BATCH  # a --batch-size flag, once WebConfig has it
     try:
-        workers = load_workers(config, say, max_batch=max_batch)
+        workers = load_workers(config, say, max_batch=config.max_batch)
     except (StartError, CheckpointError) as e:
         return fail(str(e))
     _setup_logging(config.debug)
