@@ -794,10 +794,6 @@ async def test_real_fixture_checkpoint_end_to_end(load_fixture):
 
 
 async def test_real_demo_model_end_to_end(tmp_path, monkeypatch):
-    from nanochat_core.resources import demo_model_dir
-
-    if not (demo_model_dir() / "tokenizer").exists():
-        pytest.skip(f"the bundled demo model is not in this checkout yet ({demo_model_dir()})")
     from nanochat_core import load_chat_model
     from nanochat_core.text import sanitize_for_terminal
 

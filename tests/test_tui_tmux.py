@@ -152,10 +152,6 @@ def test_load_error_is_shown_in_the_app_and_ctrl_q_quits(tmux, tmp_path):
 
 
 def test_demo_model_in_a_real_terminal(tmux, tmp_path):
-    from nanochat_core.resources import demo_model_dir
-
-    if not (demo_model_dir() / "tokenizer").exists():
-        pytest.skip(f"the bundled demo model is not in this checkout yet ({demo_model_dir()})")
     tmux.start(["-t", "0", "-m", "24"], env={"NANOCHAT_BASE_DIR": str(tmp_path)})
     screen = tmux.wait(r"Ready: demo model", timeout=60)
     assert "demo model" in screen.splitlines()[0]

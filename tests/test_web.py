@@ -607,12 +607,7 @@ def test_port_in_use_is_a_one_line_error(tmp_path):
     assert "Traceback" not in done.stderr
 
 
-@pytest.mark.skipif(os.environ.get("NANOCHAT_SKIP_DEMO") == "1", reason="asked to skip")
-def test_demo_model_serves_when_bundled(tmp_path):
-    from nanochat_core.resources import demo_model_dir
-
-    if not (demo_model_dir() / "chatsft_checkpoints").is_dir():
-        pytest.skip("the bundled demo model is not in this checkout yet")
+def test_demo_model_serves(tmp_path):
     from nanochat_core import load_chat_model
 
     async def go():
