@@ -27,6 +27,11 @@ class ModelInfo:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     @property
+    def is_remote(self) -> bool:
+        """True for a model behind an OpenAI-compatible server (nanochat_core.remote)."""
+        return False
+
+    @property
     def short_name(self) -> str:
         """Header text: `demo model` or `d20 · sft step 700 · gen5`."""
         if self.is_demo:

@@ -18,6 +18,14 @@ Protocol (kept compatible with nanochat's scripts/chat_web.py, so its clients ke
     POST /settings {"temperature"?: "0.7", "top_k"?: "40", "max_tokens"?: "256"} -> parsed values
                   or 400 with the rulebook's words (the page's /temperature and /topk commands)
 
+OpenAI-compatible API (nanochat_tui/openai_api.py; docs/openai-api.md), for OpenAI SDKs and tools:
+    POST /v1/chat/completions  OpenAI's request; "stream": true -> chat.completion.chunk events
+                               then data: [DONE]; otherwise one chat.completion object
+    GET  /v1/models            {"object": "list", "data": [{"id": "nanochat-<tag>", ...}]}
+    GET  /v1/models/{id}       that one model, or 404 model_not_found
+      Same rulebook, defaults, pool, API key and CORS rules; errors under /v1 are OpenAI's
+      {"error": {"message", "type", "param", "code"}} instead of {"detail"}.
+
 Validation is the core rulebook (nanochat_core.chat); generation runs on engine threads through
 nanochat_core.serving's worker pool, never on the event loop.
 """
@@ -41,6 +49,7 @@ from aiohttp import web
 
 from nanochat_core.chat import (
     Message,
+    SamplingParams,
     ValidationError,
     parse_max_tokens,
     parse_temperature,
@@ -65,7 +74,8 @@ CSP = (
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; "
     "require-trusted-types-for 'script'; trusted-types 'none'"
 )
-API_PATHS = ("/chat/completions", "/settings", "/stats")
+API_PATHS = ("/chat/completions", "/settings", "/stats", "/v1/chat/completions", "/v1/models")
+OPENAI_PREFIX = "/v1/"  # everything under it is API (key, CORS) and answers errors in OpenAI's shape
 
 CONFIG_KEY = web.AppKey("nanochat_config", WebConfig)
 POOL_KEY = web.AppKey("nanochat_pool", WorkerPool)
@@ -73,13 +83,37 @@ PAGE_KEY = web.AppKey("nanochat_page", str)
 
 
 class ApiError(Exception):
-    def __init__(self, status: int, detail: str, headers: dict | None = None):
+    """An HTTP error with a one-line message; `param` and `code` fill OpenAI's error fields on /v1."""
+
+    def __init__(self, status: int, detail: str, headers: dict | None = None, *,
+                 param: str | None = None, code: str | None = None):
         super().__init__(detail)
         self.status, self.detail, self.headers = status, detail, headers or {}
+        self.param, self.code = param, code
 
 
 def json_error(status: int, detail: str, headers: dict | None = None) -> web.Response:
     return web.json_response({"detail": detail}, status=status, headers=headers)
+
+
+def is_openai_path(path: str) -> bool:
+    return path.startswith(OPENAI_PREFIX)
+
+
+def openai_error(status: int, message: str, headers: dict | None = None, *,
+                 param: str | None = None, code: str | None = None) -> web.Response:
+    """OpenAI's error body, which its SDKs turn into BadRequestError, AuthenticationError & co."""
+    kind = "invalid_request_error" if status < 500 else "server_error"
+    return web.json_response({"error": {"message": message, "type": kind, "param": param, "code": code}},
+                             status=status, headers=headers)
+
+
+def error_response(request: web.Request, status: int, message: str, headers: dict | None = None, *,
+                   param: str | None = None, code: str | None = None) -> web.Response:
+    """An error in the shape the path's clients read: OpenAI's under /v1/, nanochat's {"detail"} elsewhere."""
+    if is_openai_path(request.path):
+        return openai_error(status, message, headers, param=param, code=code)
+    return json_error(status, message, headers)
 
 
 def sse(payload: dict) -> bytes:
@@ -120,6 +154,9 @@ def create_app(
     app.router.add_post("/settings", settings)
     app.router.add_get("/health", health)
     app.router.add_get("/stats", stats)
+    from .openai_api import add_openai_routes  # imported here: it builds on this module's helpers
+
+    add_openai_routes(app)
     for path in API_PATHS:
         app.router.add_route("OPTIONS", path, preflight)
     app.on_response_prepare.append(_response_headers)
@@ -167,7 +204,7 @@ def _render_page(config: WebConfig, pool: WorkerPool) -> str:
 
 
 def _is_api(request: web.Request) -> bool:
-    return request.path in API_PATHS
+    return request.path in API_PATHS or is_openai_path(request.path)
 
 
 def _cors_allowed(config: WebConfig, origin: str | None) -> bool:
@@ -184,20 +221,22 @@ def _same_origin(request: web.Request, origin: str) -> bool:
 
 @web.middleware
 async def _errors_middleware(request: web.Request, handler: Callable) -> web.StreamResponse:
-    """API errors are JSON {"detail": ...}; nothing unexpected becomes a traceback page."""
+    """API errors are JSON ({"detail": ...}, or OpenAI's shape under /v1/); nothing unexpected
+    becomes a traceback page."""
     try:
         return await handler(request)
     except ApiError as e:
-        return json_error(e.status, e.detail, e.headers)
+        return error_response(request, e.status, e.detail, e.headers, param=e.param, code=e.code)
     except web.HTTPException as e:
         if _is_api(request) or e.status >= 500:
-            return json_error(e.status, e.reason, {k: v for k, v in e.headers.items() if k in ("Allow",)})
+            return error_response(request, e.status, e.reason,
+                                  {k: v for k, v in e.headers.items() if k in ("Allow",)})
         raise
     except (asyncio.CancelledError, ConnectionError):
         raise
     except Exception:
         log.exception("unexpected error in %s %s", request.method, request.path)
-        return json_error(500, "Internal server error")
+        return error_response(request, 500, "Internal server error")
 
 
 @web.middleware
@@ -217,7 +256,8 @@ async def _guard_middleware(request: web.Request, handler: Callable) -> web.Stre
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), config.api_key.encode()):
             raise ApiError(401, "Missing or wrong API key: send 'Authorization: Bearer <key>' "
-                                "(on the chat page: /key <key>)", {"WWW-Authenticate": "Bearer"})
+                                "(on the chat page: /key <key>)", {"WWW-Authenticate": "Bearer"},
+                           code="invalid_api_key")
     return await handler(request)
 
 
@@ -239,7 +279,7 @@ async def _response_headers(request: web.Request, response: web.StreamResponse) 
 
 async def preflight(request: web.Request) -> web.Response:
     if not _cors_allowed(request.app[CONFIG_KEY], request.headers.get("Origin")):
-        return json_error(403, "Cross-origin requests are not allowed (start the server with --cors-origin to allow one origin)")
+        return error_response(request, 403, "Cross-origin requests are not allowed (start the server with --cors-origin to allow one origin)")
     return web.Response(status=204, headers={
         "Access-Control-Allow-Methods": "GET, POST, OPTIONS",
         "Access-Control-Allow-Headers": "Content-Type, Authorization",
@@ -354,6 +394,16 @@ def event_payloads(event: Any, gpu: int) -> list[dict]:
     return []
 
 
+def submit_generation(pool: WorkerPool, messages: Sequence[Message], sampling: SamplingParams) -> Generation:
+    """Start or queue a validated request; a full queue or a closing pool is ApiError 503."""
+    try:
+        return pool.submit(messages, sampling)
+    except PoolBusy as e:
+        raise ApiError(503, str(e), {"Retry-After": str(e.retry_after)}) from None
+    except PoolClosed as e:
+        raise ApiError(503, f"Server unavailable: {e}", {"Retry-After": "5"}) from None
+
+
 async def chat_completions(request: web.Request) -> web.StreamResponse:
     config = request.app[CONFIG_KEY]
     pool = request.app[POOL_KEY]
@@ -372,13 +422,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     except ValidationError as e:
         raise ApiError(400, str(e)) from None
 
-    try:
-        generation = pool.submit(messages, sampling)
-    except PoolBusy as e:
-        raise ApiError(503, str(e), {"Retry-After": str(e.retry_after)}) from None
-    except PoolClosed as e:
-        raise ApiError(503, f"Server unavailable: {e}", {"Retry-After": "5"}) from None
-
+    generation = submit_generation(pool, messages, sampling)
     if config.log_conversations:
         for m in messages:
             log.info("[%s]: %s", m.role.upper(), m.text)
@@ -510,10 +554,12 @@ def ready_lines(config: WebConfig, port: int) -> list[str]:
         lines.append(f"  http://{shown}:{port}")
     lines += [
         "Endpoints:",
-        "  GET  /                  chat page",
-        "  POST /chat/completions  streaming chat API (server-sent events)",
-        "  GET  /health            health check",
-        "  GET  /stats             worker pool statistics",
+        "  GET  /                     chat page",
+        "  POST /chat/completions     streaming chat API (server-sent events)",
+        "  POST /v1/chat/completions  OpenAI-compatible chat API (base URL for OpenAI clients: /v1)",
+        "  GET  /v1/models            OpenAI-compatible model list",
+        "  GET  /health               health check",
+        "  GET  /stats                worker pool statistics",
         "Press Ctrl+C to stop.",
     ]
     return lines
