@@ -225,3 +225,30 @@ def test_export_refusals_in_the_api(tmp_path, load_fixture):
         export_hf(load_fixture(GEN1), tmp_path / "file", force=True)
     assert export_main([str(tmp_path / "y"), "--model-dir", str(tmp_path / "nowhere")]) == 2
     assert not (tmp_path / "y").exists()
+
+
+def test_the_nanochat_tui_command_runs_export(tmp_path):
+    """`nanochat-tui export …` (the console script, not only export_cli.main) exports gen1 and
+    refuses gen5 with one line; its --help imports no torch."""
+    import subprocess
+    import sys
+
+    from conftest import cli_command, cli_env
+
+    out = tmp_path / "gen1-hf"
+    done = subprocess.run([*cli_command(), "export", "--format", "hf", str(out), "--model-dir",
+                           str(fixture_dir(GEN1) / "base_dir")], capture_output=True, text=True,
+                          env=cli_env(), timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == str(out) and (out / "model.safetensors").is_file()
+    refused = subprocess.run([*cli_command(), "export", str(tmp_path / "no"), "--model-dir",
+                              str(fixture_dir("gen5-smear-backout") / "base_dir")],
+                             capture_output=True, text=True, env=cli_env(), timeout=120)
+    assert refused.returncode == 2 and not (tmp_path / "no").exists()
+    assert refused.stderr.strip().splitlines()[-1].startswith("nanochat-tui export: error: cannot export a gen5")
+    code = ("import sys\nfrom nanochat_tui.cli import main\n"
+            "try:\n    main(['export', '--help'])\nexcept SystemExit:\n    pass\n"
+            "print('torch' in sys.modules)")
+    help_run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert help_run.stdout.strip().splitlines()[-1] == "False"
+    assert "--format" in help_run.stdout
