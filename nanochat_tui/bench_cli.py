@@ -10,6 +10,10 @@ from .config import ModelSelection
 
 
 def run_bench(args: argparse.Namespace, selection: ModelSelection) -> int:
+    if args.serve is not None or args.url is not None:
+        return run_serve(args, selection)
+    if args.batch_size is None:  # None only tells --serve "one slot per stream"; here it is 1
+        args.batch_size = 1
     from nanochat_core.api import resolve_device_and_dtype
     from nanochat_core.bench import random_chat_model, run_benchmark, run_multi_turn
 
@@ -48,3 +52,98 @@ def run_bench(args: argparse.Namespace, selection: ModelSelection) -> int:
     print(f"peak memory      {result['peak_memory_mb']:.0f} MB")
     print(json.dumps(result))
     return 0
+
+
+# ---------------------------------------------------------------- --serve N
+
+
+LOCAL_MODEL_FLAGS = {"random": "--random", "model_dir": "--model-dir", "source": "-i/--source",
+                     "model_tag": "-g/--model-tag", "step": "-s/--step", "device_type": "--device-type",
+                     "dtype": "-d/--dtype", "softcap": "--softcap"}
+
+
+def _check_serve_flags(args: argparse.Namespace) -> None:
+    from .bench_serving import ServingBenchError
+
+    if args.serve is None:
+        raise ServingBenchError("--url needs --serve N (the number of concurrent streams)")
+    engine_only = [flag for flag, on in (("--naive", args.naive), ("--turns", args.turns),
+                                         ("--repeats", args.repeats != 1)) if on]
+    if engine_only:
+        raise ServingBenchError(f"{', '.join(engine_only)} is for the engine benchmark, not --serve")
+    if args.url is not None:
+        local = [flag for name, flag in LOCAL_MODEL_FLAGS.items() if getattr(args, name) is not None]
+        if local:
+            raise ServingBenchError(f"{', '.join(local)} chooses a model to serve here; --url "
+                                    "benchmarks the model the running server has")
+        if args.batch_size is not None:
+            raise ServingBenchError("--batch-size sets the in-process worker's slots; a --url server "
+                                    "has its own (its --batch-size)")
+
+
+def _load_for_serving(args: argparse.Namespace, selection: ModelSelection):
+    """The model to serve in-process and its label, as the engine benchmark picks them."""
+    from nanochat_core.api import resolve_device_and_dtype
+    from nanochat_core.bench import random_chat_model
+
+    if args.random:
+        device, dtype = resolve_device_and_dtype(selection.device_type, selection.dtype)
+        return random_chat_model(args.random, device, dtype), f"random gen5 {args.random}"
+    chat_model = selection.load()
+    for notice in chat_model.notices:
+        print(notice, file=sys.stderr)
+    return chat_model, chat_model.info.short_name
+
+
+def run_serve(args: argparse.Namespace, selection: ModelSelection) -> int:
+    """`bench --serve N [--url URL]`: progress on stderr, a summary, then the JSON line."""
+    from nanochat_core.checkpoints import CheckpointError
+
+    from .bench_serving import ServingBenchError, check_numbers, check_url, run_serving_benchmark
+
+    def progress(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    try:
+        _check_serve_flags(args)
+        # Bad numbers and URLs fail before a model is loaded.
+        check_numbers(args.serve, args.prompt_tokens, args.decode_tokens, args.batch_size)
+        if args.url is not None:
+            check_url(args.url)
+            result = run_serving_benchmark(args.serve, args.prompt_tokens, args.decode_tokens,
+                                           url=args.url, seed=args.seed, say=progress)
+        else:
+            chat_model, label = _load_for_serving(args, selection)
+            result = run_serving_benchmark(args.serve, args.prompt_tokens, args.decode_tokens,
+                                           chat_model=chat_model, batch_size=args.batch_size,
+                                           label=label, seed=args.seed, say=progress)
+    except (ServingBenchError, CheckpointError, ValueError) as e:
+        print(f"nanochat-tui bench: error: {e}", file=sys.stderr)
+        return 2
+    for line in serve_summary(result):
+        print(line)
+    print(json.dumps(result))
+    return 0
+
+
+def serve_summary(r: dict) -> list[str]:
+    """The readable lines above the JSON."""
+    where = "in-process server" if r["server"] == "in-process" else r["server"]
+    slots = (f"{r['batch_size']} slot{'' if r['batch_size'] == 1 else 's'}" if r.get("batch_size")
+             else "slots unknown")
+    on = " ".join(str(x) for x in (r.get("device"), r.get("dtype")) if x)
+    cached = f" ({r['cached_tokens']:g} cached, mean)" if r.get("cached_tokens") else ""
+    ttft, health, per = r["ttft_ms"], r["health_ms"], r["per_stream_tok_s"]
+    same = ("yes: every stream equals its solo run" if r["identical_to_solo"] else
+            f"NO: {r['mismatches']} of {r['streams']} streams differ from their solo run")
+    return [
+        f"model            {r['model']} ({where}, {slots}{', ' + on if on else ''})",
+        f"streams          {r['streams']} at once, {r['distinct_prompts']} distinct prompts of "
+        f"~{r['prompt_tokens']} tokens{cached}, up to {r['decode_tokens']} tokens each",
+        f"aggregate        {r['aggregate_tok_s']:.1f} tok/s ({r['generated_tokens']} tokens in {r['wall_s']:.2f} s)",
+        f"per stream       {per['mean']:.1f} tok/s mean, {per['min']:.1f} min",
+        f"first token      p50 {ttft['p50']:.0f} ms, p95 {ttft['p95']:.0f} ms, max {ttft['max']:.0f} ms",
+        f"/health          p50 {health['p50']:.1f} ms, p95 {health['p95']:.1f} ms, max {health['max']:.1f} ms "
+        f"({health['samples']} polls during the pass)",
+        f"identical        {same}",
+    ]

@@ -140,11 +140,16 @@ def build_bench_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog=f"{PROG} bench",
         description="Measure time to first token and decode speed. Runs exactly --decode-tokens "
-                    "steps (stop tokens ignored); prints a summary, then one JSON object as the last line.",
+                    "steps (stop tokens ignored); prints a summary, then one JSON object as the last line. "
+                    "With --serve N: N concurrent chat streams through the web server instead "
+                    "(aggregate and per-stream tok/s, time to first token, /health latency, and "
+                    "whether every stream equals its solo run at temperature 0).",
     )
     p.add_argument("--prompt-tokens", type=int, default=512, metavar="N", help="prompt length (default: 512)")
     p.add_argument("--decode-tokens", type=int, default=128, metavar="M", help="decode steps (default: 128)")
-    p.add_argument("--batch-size", type=int, default=1, metavar="B", help="rows decoded together (default: 1)")
+    p.add_argument("--batch-size", type=int, default=None, metavar="B",
+                   help="rows decoded together (default: 1); with --serve: the in-process worker's "
+                        "slots, streams sharing decode steps (default: one per stream, at most 256)")
     p.add_argument("--repeats", type=int, default=1, help="repeat and report the best run (default: 1)")
     p.add_argument("--naive", action="store_true",
                    help="also measure the naive baseline (full recompute every step, no KV cache)")
@@ -158,6 +163,14 @@ def build_bench_parser() -> argparse.ArgumentParser:
     p.add_argument("--reply-tokens", type=int, default=32, metavar="R",
                    help="reply length per turn for --turns (default: 32)")
     p.add_argument("--seed", type=int, default=0, help="seed for the random prompt (default: 0)")
+    g = p.add_argument_group("serving benchmark (the web server's path, continuous batching)")
+    g.add_argument("--serve", type=int, default=None, metavar="N",
+                   help="run N chat streams at once against the web server (started in-process "
+                        "with one worker on 127.0.0.1, or --url) instead of the engine benchmark; "
+                        "--prompt-tokens and --decode-tokens size each stream")
+    g.add_argument("--url", default=None, metavar="URL",
+                   help="with --serve: benchmark this running server (nanochat-tui --web or "
+                        "nanochat's chat_web.py), e.g. http://gpu-box:8000; nothing is loaded here")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     _add_model_flags(p, DTYPE_HELP)
     return p
