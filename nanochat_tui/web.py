@@ -501,9 +501,16 @@ def load_workers(config: WebConfig, say: Callable[[str], None] = print,
     workers = []
     for i, device in enumerate(devices):
         say(f"Loading model on GPU {i}..." if device.startswith("cuda") else f"Loading model on {device}...")
-        model = config.model.load(progress=lambda line: say(f"  {line}"), device=device)
+        said: list[str] = []
+
+        def progress(line: str) -> None:
+            said.append(line)
+            say(f"  {line}")
+
+        model = config.model.load(progress=progress, device=device)
         for notice in model.notices:
-            say(f"  Notice: {notice}")
+            if notice not in said:  # the demo-model notice is also a progress line
+                say(f"  Notice: {notice}")
         backend = model.batched(max_batch) if max_batch > 1 else model
         workers.append(Worker(gpu_id=i, device=str(model.info.device), backend=backend, slots=max_batch))
     say(f"All {len(workers)} workers initialized!")
