@@ -8,6 +8,7 @@ burst ("hello" then Enter), which Pilot cannot reproduce.
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import shutil
@@ -19,6 +20,8 @@ from pathlib import Path
 import pytest
 from conftest import FIXTURES, cli_command
 
+if shutil.which("tmux") is None and os.environ.get("CI"):
+    raise RuntimeError("CI must run the real-terminal tests, but tmux is not installed")
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="tmux is not installed (CI installs it)")
 
 GEN5 = FIXTURES / "gen5-smear-backout" / "base_dir"
