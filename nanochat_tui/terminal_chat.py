@@ -34,6 +34,7 @@ def stream_reply(model, messages: list[Message], sampling: SamplingParams,
     clean = sanitize_for_terminal if on_tty else (lambda s: s)
     events = in_worker_thread(lambda: model.chat(messages, sampling, cancel=cancel))
     done: Done | None = None
+    noted = False  # a calculator note went to err (inline with the reply on a shared terminal)
     while True:
         try:
             event = next(events)
@@ -52,10 +53,14 @@ def stream_reply(model, messages: list[Message], sampling: SamplingParams,
             result = "no result" if event.result is None else sanitize_for_terminal(event.result)
             err.write(f" = {result}]")
             err.flush()
+            noted = True
         elif isinstance(event, ErrorEvent):
             out.write("\n")
             print(f"error: {event.message}", file=err)
             return None
         elif isinstance(event, Done):
             done = event
+    if noted and not (out.isatty() and err.isatty()):
+        err.write("\n")  # err is a file or pipe of its own: end the notes' line there
+        err.flush()
     return done

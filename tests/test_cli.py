@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import pty
 import select
 import subprocess
@@ -113,6 +114,15 @@ def test_demo_fallback_is_announced(tmp_path):
     out = run(["--prompt", "hi", "-m", "5"], NANOCHAT_BASE_DIR=str(tmp_path))
     assert out.returncode == 0, out.stderr
     assert f"no checkpoints in {tmp_path}; using the bundled demo model (" in out.stderr
+
+
+def test_one_shot_calculator_note_goes_to_stderr_on_its_own_line(tmp_path):
+    out = run(["--prompt", "what is 37*12?", "-t", "0"], NANOCHAT_BASE_DIR=str(tmp_path))
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.endswith("444.\n") and "[calculator" not in out.stdout  # the reply only
+    lines = out.stderr.splitlines()
+    assert "[calculator: 37*12 = 444]" in lines
+    assert re.match(r"\d+ tokens? · ", lines[-1])  # the summary starts a line of its own
 
 
 def test_softcap_override_changes_logits_path():
