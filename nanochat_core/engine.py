@@ -202,6 +202,7 @@ class Engine:
 
         self.decode_mode = "graph" if cuda_graphs_enabled(self.device) else "eager"
         self._graph = None  # GraphedDecode for the current cache tensors
+        self.graph_error: str | None = None  # why graph capture was given up, if it was
         self._cache: KVCache | None = None
         self._cached_ids: list[int] = []  # the tokens whose keys/values are in the cache
         self.last_reused = 0  # prompt tokens the last request took from the cache
@@ -237,15 +238,22 @@ class Engine:
 
     def _decode_one(self, token: int) -> torch.Tensor:
         cache, prev_id = self._cache, self._cached_ids[-1]
-        if self.decode_mode == "eager":
-            logits = self.model(torch.tensor([[token]], device=self.device), cache=cache,
-                                prev_token=torch.tensor([prev_id], device=self.device), last_only=True)
-        elif self.decode_mode == "graph":
+        if self.decode_mode == "graph":
             from .cuda_graphs import GraphedDecode
 
             key = (cache.k.data_ptr(), cache.capacity)
             if self._graph is None or self._graph_key != key:
-                self._graph, self._graph_key = GraphedDecode(self.model, cache), key
+                try:
+                    self._graph, self._graph_key = GraphedDecode(self.model, cache), key
+                except RuntimeError as e:
+                    # A GPU/driver/torch combination that cannot capture: decode eagerly from
+                    # now on (same numbers, slower) instead of failing every reply.
+                    self._graph, self.decode_mode = None, "eager"
+                    self.graph_error = f"CUDA graph capture failed, decoding eagerly: {e}".splitlines()[0]
+        if self.decode_mode == "eager":
+            logits = self.model(torch.tensor([[token]], device=self.device), cache=cache,
+                                prev_token=torch.tensor([prev_id], device=self.device), last_only=True)
+        elif self.decode_mode == "graph":
             logits = self._graph(token, cache.pos, prev_id)
             cache.pos += 1
         else:  # static math, no capture

@@ -132,3 +132,25 @@ def test_static_decode_step_equals_canonical(gen, load_fixture):
     finally:
         m.engine.decode_mode = "eager"
     assert out == ref["canonical_ids"].tolist()
+
+
+def test_failed_graph_capture_falls_back_to_eager(load_fixture, monkeypatch):
+    """A GPU that cannot capture the decode step still answers (eagerly, same tokens)."""
+    from nanochat_core import cuda_graphs
+
+    def refuse(*_args):
+        raise RuntimeError("operation not permitted when stream is capturing\nmore detail")
+
+    monkeypatch.setattr(cuda_graphs, "GraphedDecode", refuse)
+    gen = "gen5-smear-backout"
+    m, ref = load_fixture(gen), reference(gen)
+    m.engine.reset_cache()
+    m.engine.decode_mode = "graph"
+    try:
+        out = list(m.generate_ids(ref["prompt_ids"].tolist(), temperature=0.0, max_tokens=32))
+        assert m.engine.decode_mode == "eager"
+        assert m.engine.graph_error == ("CUDA graph capture failed, decoding eagerly: "
+                                        "operation not permitted when stream is capturing")
+    finally:
+        m.engine.decode_mode, m.engine.graph_error = "eager", None
+    assert out == ref["canonical_ids"].tolist()
