@@ -164,6 +164,21 @@ def read_model_config(meta_path: Path):
     return config
 
 
+def _load_failure(model_path: Path, e: Exception) -> str:
+    """torch.load's reason in one short line: the kind of damage, not torch's paragraph."""
+    import zipfile
+
+    text = " ".join(str(e).split()) or type(e).__name__
+    # torch.save writes a zip archive; a cut-off file fails in many ways ("Invalid argument",
+    # "failed finding central directory"), all of which mean the same to a user.
+    if "central directory" in text or "zip archive" in text or not zipfile.is_zipfile(model_path):
+        return "the file is truncated or not a PyTorch checkpoint (its zip archive cannot be read)"
+    if "Weights only load failed" in text:
+        return "it holds objects other than tensors, which are never unpickled here (weights_only=True)"
+    first = text.split(". ")[0]
+    return first if len(first) <= 200 else first[:199] + "…"
+
+
 def read_state_dict(model_path: Path) -> dict:
     """torch.load with weights_only=True (no code runs), then strip torch.compile's prefix."""
     import torch
@@ -173,8 +188,7 @@ def read_state_dict(model_path: Path) -> dict:
     except FileNotFoundError:
         raise CheckpointError(f"missing model file {model_path}") from None
     except Exception as e:
-        first_line = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(f"cannot load {model_path}: {first_line[:200]}") from None
+        raise CheckpointError(f"cannot load {model_path}: {_load_failure(model_path, e)}") from None
     if not isinstance(state, dict) or not all(
         isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
     ):

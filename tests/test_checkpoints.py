@@ -125,8 +125,34 @@ def test_truncated_model_file(copy_fixture):
     base = copy_fixture()
     path = base / "chatsft_checkpoints/d4/model_000700.pt"
     path.write_bytes(path.read_bytes()[:5000])
-    with pytest.raises(CheckpointError, match="cannot load .*model_000700.pt"):
+    with pytest.raises(CheckpointError, match="cannot load .*model_000700.pt") as caught:
         load_chat_model(base_dir=base)
+    assert str(caught.value).endswith(": the file is truncated or not a PyTorch checkpoint "
+                                      "(its zip archive cannot be read)")
+
+
+def test_model_file_with_code_in_it_is_refused_without_running_it(copy_fixture, tmp_path):
+    base = copy_fixture()
+    marker = tmp_path / "ran"
+    path = base / "chatsft_checkpoints/d4/model_000700.pt"
+    torch.save({"w": _Payload(str(marker))}, path)
+    with pytest.raises(CheckpointError) as caught:
+        load_chat_model(base_dir=base)
+    assert str(caught.value).endswith("it holds objects other than tensors, which are never unpickled "
+                                      "here (weights_only=True)")
+    assert not marker.exists()
+
+
+class _Payload:
+    """Pickles to a call of os.system: what a hostile checkpoint would carry."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (f"touch {self.marker}",))
 
 
 def test_missing_keys(copy_fixture):
