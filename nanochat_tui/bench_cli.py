@@ -12,6 +12,10 @@ from .config import ModelSelection
 def run_bench(args: argparse.Namespace, selection: ModelSelection) -> int:
     if args.serve is not None or args.url is not None:
         return run_serve(args, selection)
+    if args.api_key is not None:
+        print("nanochat-tui bench: error: --api-key is for --serve --url (a running server started "
+              "with --api-key)", file=sys.stderr)
+        return 2
     if args.batch_size is None:  # None only tells --serve "one slot per stream"; here it is 1
         args.batch_size = 1
     from nanochat_core.api import resolve_device_and_dtype
@@ -79,6 +83,8 @@ def _check_serve_flags(args: argparse.Namespace) -> None:
         if args.batch_size is not None:
             raise ServingBenchError("--batch-size sets the in-process worker's slots; a --url server "
                                     "has its own (its --batch-size)")
+    elif args.api_key is not None:
+        raise ServingBenchError("--api-key is for --url (a running server started with --api-key)")
 
 
 def _load_for_serving(args: argparse.Namespace, selection: ModelSelection):
@@ -111,7 +117,8 @@ def run_serve(args: argparse.Namespace, selection: ModelSelection) -> int:
         if args.url is not None:
             check_url(args.url)
             result = run_serving_benchmark(args.serve, args.prompt_tokens, args.decode_tokens,
-                                           url=args.url, seed=args.seed, say=progress)
+                                           url=args.url, seed=args.seed, say=progress,
+                                           api_key=args.api_key)
         else:
             chat_model, label = _load_for_serving(args, selection)
             result = run_serving_benchmark(args.serve, args.prompt_tokens, args.decode_tokens,

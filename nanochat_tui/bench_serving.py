@@ -298,13 +298,15 @@ async def _concurrent_pass(client: Client, prompts: list[str], streams: int,
 
 
 async def _bench(base: str, streams: int, prompt_tokens: int, decode_tokens: int,
-                 seed: int, say: Callable[[str], None]) -> tuple[dict, Any]:
+                 seed: int, say: Callable[[str], None], api_key: str | None = None) -> tuple[dict, Any]:
     """The passes against `base`; returns the report and the server's /stats (or None)."""
     timeout = aiohttp.ClientTimeout(total=None, connect=CONNECT_TIMEOUT_S, sock_read=READ_TIMEOUT_S)
     # limit=0: no client-side cap on connections, or streams beyond 100 would wait in aiohttp.
     connector = aiohttp.TCPConnector(limit=0)
     # read_bufsize: a finish event carrying a long reply's parts is one (long) SSE line.
-    async with aiohttp.ClientSession(timeout=timeout, connector=connector, read_bufsize=2**20) as session:
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else None  # a server run with --api-key
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector, read_bufsize=2**20,
+                                     headers=headers) as session:
         client = Client(base, session)
         try:
             await client.health_once()
@@ -517,18 +519,20 @@ def run_serving_benchmark(
     label: str | None = None,
     seed: int = 0,
     say: Callable[[str], None] = lambda _line: None,
+    api_key: str | None = None,
 ) -> dict:
     """Run the serving benchmark and return the report (see the module docstring).
 
     Exactly one of `chat_model` (a loaded ChatModel: served in-process by one worker with
-    `batch_size` slots, default one per stream; closed afterwards) or `url` (a running server).
-    Raises ServingBenchError with one line."""
+    `batch_size` slots, default one per stream; closed afterwards) or `url` (a running server,
+    `api_key` if it was started with --api-key). Raises ServingBenchError with one line."""
     check_numbers(streams, prompt_tokens, decode_tokens, batch_size)
     if (chat_model is None) == (url is None):
         raise ServingBenchError("give a model to serve in-process or a --url, not both or neither")
     if url is not None:
         base = check_url(url)
-        result, server_stats = asyncio.run(_bench(base, streams, prompt_tokens, decode_tokens, seed, say))
+        result, server_stats = asyncio.run(_bench(base, streams, prompt_tokens, decode_tokens, seed, say,
+                                                  api_key=api_key))
         result.update(_remote_fields(base, server_stats, label))
         return result
 

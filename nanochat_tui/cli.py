@@ -171,6 +171,8 @@ def build_bench_parser() -> argparse.ArgumentParser:
     g.add_argument("--url", default=None, metavar="URL",
                    help="with --serve: benchmark this running server (nanochat-tui --web or "
                         "nanochat's chat_web.py), e.g. http://gpu-box:8000; nothing is loaded here")
+    g.add_argument("--api-key", default=None, metavar="KEY",
+                   help="with --url: the key of a server started with --api-key")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     _add_model_flags(p, DTYPE_HELP)
     return p

@@ -82,9 +82,10 @@ def test_fixture_checkpoint_with_fewer_slots_than_streams(capsys):
 
 
 def test_url_benchmarks_a_running_nanochat_tui_web(capsys):
+    """A server started with --api-key: refused without the key (one line), measured with it."""
     proc = subprocess.Popen(
         cli_command() + ["--web", "-p", "0", "--host", "127.0.0.1", "--model-dir", str(GEN5_BASE),
-                         "--device-type", "cpu", "--batch-size", "4"],
+                         "--device-type", "cpu", "--batch-size", "4", "--api-key", "s3cret"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cli_env())
     drain = threading.Thread(target=lambda: proc.stdout.read(), daemon=True)
     try:
@@ -99,7 +100,11 @@ def test_url_benchmarks_a_running_nanochat_tui_web(capsys):
         assert url, "the server did not say where it listens"
         # Keep reading its log so that a full pipe can never stall the server.
         drain.start()
-        result = report(capsys, "--url", url + "/", *SMALL)
+        code, _lines, err = bench(capsys, "--url", url + "/", *SMALL)
+        assert code == 2, err
+        assert err.strip().splitlines()[-1].startswith("nanochat-tui bench: error: POST ")
+        assert "answered 401: Missing or wrong API key" in err
+        result = report(capsys, "--url", url + "/", "--api-key", "s3cret", *SMALL)
     finally:
         proc.terminate()
         proc.wait(timeout=30)
