@@ -461,14 +461,6 @@ class InProcessServer:
             await runner.cleanup()  # closes the pool, then the backends (close_backends)
 
 
-def _worker_for(chat_model: Any, slots: int) -> Any:
-    """One worker as `load_workers` builds it: a BatchedChatModel with `slots` rows (>1)."""
-    from nanochat_core.serving import Worker
-
-    backend = chat_model.batched(slots) if slots > 1 else chat_model
-    return Worker(gpu_id=0, device=str(chat_model.info.device), backend=backend, slots=slots)
-
-
 def _device_name(device: str) -> str:
     if device.startswith("cuda"):
         import torch
@@ -537,7 +529,9 @@ def run_serving_benchmark(
         return result
 
     slots = batch_size or default_slots(streams)
-    worker = _worker_for(chat_model, slots)
+    from .web import model_worker  # the worker `nanochat-tui --web` would build
+
+    worker = model_worker(0, chat_model, slots)
     info = chat_model.info
     say(f"serving {label or info.short_name} in-process with {slots} slots ...")
     import torch

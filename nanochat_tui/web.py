@@ -65,7 +65,6 @@ from .web_assets import static_dir, static_version, templates_dir
 
 log = logging.getLogger("nanochat_tui.web")
 
-DEFAULT_MAX_BATCH = 8  # concurrent streams per worker (a BatchedChatModel shares decode steps)
 
 # No inline script or style anywhere; Trusted Types make any HTML sink (innerHTML & co.) throw,
 # so no text from a message can ever become markup.
@@ -484,10 +483,16 @@ def plan_devices(config: WebConfig) -> list[str]:
     return [kind]
 
 
-def load_workers(config: WebConfig, say: Callable[[str], None] = print,
-                 max_batch: int = DEFAULT_MAX_BATCH) -> list[Worker]:
+def model_worker(gpu_id: int, model: Any, slots: int) -> Worker:
+    """A worker for a loaded ChatModel: with more than one slot its requests share decode steps
+    (a BatchedChatModel); with one, the model itself runs one stream at a time."""
+    backend = model.batched(slots) if slots > 1 else model
+    return Worker(gpu_id=gpu_id, device=str(model.info.device), backend=backend, slots=slots)
+
+
+def load_workers(config: WebConfig, say: Callable[[str], None] = print) -> list[Worker]:
     """Load one model per device, printing nanochat's console lines. With --server, one worker
-    that forwards up to `max_batch` requests at once to the OpenAI-compatible server."""
+    that forwards up to `config.max_batch` requests at once to the OpenAI-compatible server."""
     if config.model.server is not None:
         say("Initializing worker pool with 1 remote server...")
         backend = config.model.load(progress=lambda line: say(f"  {line}"))
@@ -495,7 +500,7 @@ def load_workers(config: WebConfig, say: Callable[[str], None] = print,
             say(f"  Notice: {notice}")
         say("All 1 workers initialized!")
         say(f"Model: {backend.info.describe()}")
-        return [Worker(gpu_id=0, device=backend.info.server, backend=backend, slots=max_batch)]
+        return [Worker(gpu_id=0, device=backend.info.server, backend=backend, slots=config.max_batch)]
     devices = plan_devices(config)
     say(f"Initializing worker pool with {len(devices)} GPUs...")
     workers = []
@@ -511,8 +516,7 @@ def load_workers(config: WebConfig, say: Callable[[str], None] = print,
         for notice in model.notices:
             if notice not in said:  # the demo-model notice is also a progress line
                 say(f"  Notice: {notice}")
-        backend = model.batched(max_batch) if max_batch > 1 else model
-        workers.append(Worker(gpu_id=i, device=str(model.info.device), backend=backend, slots=max_batch))
+        workers.append(model_worker(i, model, config.max_batch))
     say(f"All {len(workers)} workers initialized!")
     say(f"Model: {workers[0].backend.info.describe()}")
     return workers
@@ -626,7 +630,7 @@ def run_web(config: WebConfig) -> int:
         return 2
 
     try:
-        workers = load_workers(config, say, max_batch=config.max_batch)
+        workers = load_workers(config, say)
     except (StartError, CheckpointError) as e:
         return fail(str(e))
     _setup_logging(config.debug)
