@@ -8,7 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
-    "load_chat_model", "ChatModel", "CheckpointError", "ValidationError", "SamplingParams",
+    "load_chat_model", "ChatModel", "NanochatError", "CheckpointError", "ValidationError", "SamplingParams",
     "Message", "ModelInfo", "TextDelta", "ToolCall", "ToolResult", "Done", "ErrorEvent",
     "GenerationStats",
 ]
@@ -16,6 +16,7 @@ __all__ = [
 _LAZY = {
     "load_chat_model": "nanochat_core.api",
     "ChatModel": "nanochat_core.api",
+    "NanochatError": "nanochat_core.errors",
     "CheckpointError": "nanochat_core.checkpoints",
     "ValidationError": "nanochat_core.chat",
     "SamplingParams": "nanochat_core.chat",

@@ -14,6 +14,8 @@ import math
 from dataclasses import dataclass, replace
 from typing import Any, Iterable, Mapping, Protocol, Sequence
 
+from .errors import NanochatError
+
 # ---- limits (nanochat's chat_web.py abuse-prevention limits) ----
 MAX_MESSAGES = 500
 MAX_MESSAGE_CHARS = 8000
@@ -26,7 +28,7 @@ ROLES = ("user", "assistant", "system")
 PART_TYPES = ("text", "python", "python_output")
 
 
-class ValidationError(ValueError):
+class ValidationError(NanochatError):
     """A user mistake. `str(err)` is the one-line message to show (HTTP 400 detail, banner, exit 2)."""
 
 

@@ -15,6 +15,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
+from .errors import NanochatError
+
 SOURCE_DIRS = {
     "base": ("base_checkpoints",),
     # sft_checkpoints: chat_sft wrote there for one day (2026-01-31, nanochat 1ddaad1).
@@ -29,7 +31,7 @@ COMPILED_PREFIX = "_orig_mod."
 Progress = Callable[[str], None]
 
 
-class CheckpointError(ValueError):
+class CheckpointError(NanochatError):
     """A user-facing problem with finding or loading a checkpoint. `str()` is one line."""
 
 

@@ -45,6 +45,7 @@ from .chat import Message, SamplingParams, validate_messages
 from .checkpoints import CheckpointError
 from .events import Done, ErrorEvent, Event, GenerationStats, TextDelta
 from .model_info import ModelInfo
+from .text import compact_line
 
 CONNECT_TIMEOUT_S = 10.0
 READ_TIMEOUT_S = 120.0  # longest wait for the next chunk (a long prefill on a busy server)
@@ -90,9 +91,9 @@ def remote_info(server: str, model: str, owned_by: str | None = None) -> RemoteM
 # Small helpers
 
 
-def _one_line(text: str, limit: int = 300) -> str:
-    line = " ".join(str(text).split())
-    return line if len(line) <= limit else line[: limit - 1] + "…"
+def _one_line(text: object, limit: int = 300) -> str:
+    """A server's words as one safe line (they end up in errors shown on a terminal)."""
+    return compact_line(text, limit)
 
 
 def error_message(body: bytes) -> str:

@@ -7,6 +7,7 @@ import json
 import sys
 
 from .config import ModelSelection
+from .console import error_line, say
 
 
 def run_bench(args: argparse.Namespace, selection: ModelSelection) -> int:
@@ -29,31 +30,31 @@ def run_bench(args: argparse.Namespace, selection: ModelSelection) -> int:
         else:
             chat_model = selection.load()
             for notice in chat_model.notices:
-                print(notice, file=sys.stderr)
+                say(notice, sys.stderr)
             label = chat_model.info.short_name
         result = run_benchmark(chat_model.model, args.prompt_tokens, args.decode_tokens, args.batch_size,
                                repeats=args.repeats, naive=args.naive, seed=args.seed)
         if args.turns:
             result["multi_turn"] = run_multi_turn(chat_model, args.turns, args.reply_tokens, seed=args.seed)
     except ValueError as e:
-        print(f"nanochat-tui bench: error: {e}", file=sys.stderr)
+        print(error_line(e), file=sys.stderr)
         return 2
     result["model"] = label
-    print(f"model            {label} ({result['params'] / 1e6:.1f}M params, {result['weight_bytes'] / 1e6:.1f} MB of matrices per step)")
-    print(f"device           {result['device']} {result['dtype']}, batch {result['batch_size']}")
-    print(f"first token      {result['ttft_ms']:.1f} ms for {result['prompt_tokens']} prompt tokens")
-    print(f"decode           {result['decode_tok_s']:.1f} tok/s over {result['decode_tokens']} steps ({result['step_ms']:.2f} ms/step)")
+    say(f"model            {label} ({result['params'] / 1e6:.1f}M params, {result['weight_bytes'] / 1e6:.1f} MB of matrices per step)")
+    say(f"device           {result['device']} {result['dtype']}, batch {result['batch_size']}")
+    say(f"first token      {result['ttft_ms']:.1f} ms for {result['prompt_tokens']} prompt tokens")
+    say(f"decode           {result['decode_tok_s']:.1f} tok/s over {result['decode_tokens']} steps ({result['step_ms']:.2f} ms/step)")
     if "mbu" in result:
-        print(f"bandwidth use    {result['mbu'] * 100:.1f}% (limit {result['bandwidth_limit_tok_s']:.0f} tok/s)")
+        say(f"bandwidth use    {result['mbu'] * 100:.1f}% (limit {result['bandwidth_limit_tok_s']:.0f} tok/s)")
     if "naive_decode_tok_s" in result:
-        print(f"naive baseline   {result['naive_decode_tok_s']:.1f} tok/s (full recompute, {result['naive_decode_steps']} steps): {result['speedup_vs_naive']}x")
+        say(f"naive baseline   {result['naive_decode_tok_s']:.1f} tok/s (full recompute, {result['naive_decode_steps']} steps): {result['speedup_vs_naive']}x")
     if "multi_turn" in result:
         mt = result["multi_turn"]
-        print(f"multi-turn       {mt['turns']} turns, history re-sent as text: first token {mt['ttft_turn1_ms']:.1f} ms "
+        say(f"multi-turn       {mt['turns']} turns, history re-sent as text: first token {mt['ttft_turn1_ms']:.1f} ms "
               f"at turn 1, {mt['ttft_last_turn_ms']:.1f} ms at turn {mt['turns']} ({mt['ttft_last_vs_first']}x; "
               f"{mt['last_turn_cached_tokens']}/{mt['last_turn_prompt_tokens']} prompt tokens from the cache)")
-        print(f"  without reuse  {mt['no_reuse_ttft_last_turn_ms']:.1f} ms at turn {mt['turns']} ({mt['no_reuse_last_vs_first']}x)")
-    print(f"peak memory      {result['peak_memory_mb']:.0f} MB")
+        say(f"  without reuse  {mt['no_reuse_ttft_last_turn_ms']:.1f} ms at turn {mt['turns']} ({mt['no_reuse_last_vs_first']}x)")
+    say(f"peak memory      {result['peak_memory_mb']:.0f} MB")
     print(json.dumps(result))
     return 0
 
@@ -97,7 +98,7 @@ def _load_for_serving(args: argparse.Namespace, selection: ModelSelection):
         return random_chat_model(args.random, device, dtype), f"random gen5 {args.random}"
     chat_model = selection.load()
     for notice in chat_model.notices:
-        print(notice, file=sys.stderr)
+        say(notice, sys.stderr)
     return chat_model, chat_model.info.short_name
 
 
@@ -108,7 +109,7 @@ def run_serve(args: argparse.Namespace, selection: ModelSelection) -> int:
     from .bench_serving import ServingBenchError, check_numbers, check_url, run_serving_benchmark
 
     def progress(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
+        say(line, sys.stderr)
 
     try:
         _check_serve_flags(args)
@@ -125,10 +126,10 @@ def run_serve(args: argparse.Namespace, selection: ModelSelection) -> int:
                                            chat_model=chat_model, batch_size=args.batch_size,
                                            label=label, seed=args.seed, say=progress)
     except (ServingBenchError, CheckpointError, ValueError) as e:
-        print(f"nanochat-tui bench: error: {e}", file=sys.stderr)
+        print(error_line(e), file=sys.stderr)
         return 2
     for line in serve_summary(result):
-        print(line)
+        say(line)
     print(json.dumps(result))
     return 0
 

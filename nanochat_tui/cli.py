@@ -28,8 +28,10 @@ from nanochat_core.chat import (
     parse_temperature,
     parse_top_k,
 )
+from nanochat_core.errors import NanochatError
 
 from .config import ChatConfig, ModelSelection, WebConfig
+from .console import error_line
 
 PROG = "nanochat-tui"
 
@@ -226,7 +228,7 @@ def _sampling(args: argparse.Namespace, seed: int | None) -> SamplingParams:
 
 
 def _fail(message: str) -> int:
-    print(f"{PROG}: error: {message}", file=sys.stderr)
+    print(error_line(message), file=sys.stderr)
     return 2
 
 
@@ -241,18 +243,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("\nGoodbye!", file=sys.stderr)
         return 130
     except Exception as e:  # one line for the user; --debug shows the traceback
-        from nanochat_core.chat import ValidationError as _VE
-
         if debug:
             raise
-        known = (_VE,)
-        try:
-            from nanochat_core.checkpoints import CheckpointError
-
-            known += (CheckpointError,)
-        except Exception:  # pragma: no cover
-            pass
-        if isinstance(e, known):
+        if isinstance(e, NanochatError):
             return _fail(str(e))
         return _fail(f"{type(e).__name__}: {e} (run with --debug for the traceback)")
 

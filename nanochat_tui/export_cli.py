@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .console import error_line, say
+
 PROG = "nanochat-tui export"
 
 EPILOG = """\
@@ -63,11 +65,11 @@ def run_export(args: argparse.Namespace) -> int:
     """Run the export; one line on stderr and exit 2 for any user-facing problem."""
 
     def fail(message: str) -> int:
-        print(f"{PROG}: error: {message}", file=sys.stderr)
+        print(error_line(message), file=sys.stderr)
         return 2
 
     def say(line: str) -> None:
-        print(line, file=sys.stderr, flush=True)
+        say(line, sys.stderr)
 
     if args.softcap is not None and not args.softcap > 0:
         return fail("--softcap must be a positive number")

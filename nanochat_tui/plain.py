@@ -11,6 +11,7 @@ import sys
 from nanochat_core.chat import Message, ValidationError, validate_messages
 
 from .config import ChatConfig
+from .console import say
 from .terminal_chat import load_model, stream_reply
 
 
@@ -38,7 +39,7 @@ def run_plain(config: ChatConfig) -> int:
         try:
             messages = validate_messages(history + [Message("user", line)])
         except ValidationError as e:
-            print(f"error: {e}", file=sys.stderr)
+            say(f"error: {e}", sys.stderr)
             continue
         sys.stdout.write("\nAssistant: ")
         sys.stdout.flush()

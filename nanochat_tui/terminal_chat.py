@@ -9,18 +9,19 @@ from typing import TextIO
 
 from nanochat_core.chat import Message, SamplingParams
 from nanochat_core.events import Done, ErrorEvent, TextDelta, ToolCall, ToolResult
-from nanochat_core.text import sanitize_for_terminal
+from nanochat_core.text import one_line, sanitize_for_terminal
 from nanochat_core.threads import in_worker_thread
 
 from .config import ModelSelection
+from .console import say
 
 
 def load_model(selection: ModelSelection, err: TextIO = sys.stderr):
     """Load, telling stderr about the demo fallback and what was detected."""
     model = selection.load()
     for notice in model.notices:
-        print(notice, file=err)
-    print(f"Loaded {model.info.describe()}", file=err)
+        say(notice, err)
+    say(f"Loaded {model.info.describe()}", err)
     return model
 
 
@@ -47,16 +48,16 @@ def stream_reply(model, messages: list[Message], sampling: SamplingParams,
             out.write(clean(event.text))
             out.flush()
         elif isinstance(event, ToolCall):
-            err.write(f"[calculator: {sanitize_for_terminal(event.expression)}")
+            err.write(f"[calculator: {one_line(event.expression)}")
             err.flush()
         elif isinstance(event, ToolResult):
-            result = "no result" if event.result is None else sanitize_for_terminal(event.result)
+            result = "no result" if event.result is None else one_line(event.result)
             err.write(f" = {result}]")
             err.flush()
             noted = True
         elif isinstance(event, ErrorEvent):
             out.write("\n")
-            print(f"error: {event.message}", file=err)
+            say(f"error: {event.message}", err)
             return None
         elif isinstance(event, Done):
             done = event

@@ -58,9 +58,11 @@ from nanochat_core.chat import (
     validate_sampling,
 )
 from nanochat_core.events import Done, ErrorEvent, TextDelta, ToolCall, ToolResult
+from nanochat_core.text import SafeLogFormatter
 from nanochat_core.serving import Generation, PoolBusy, PoolClosed, Worker, WorkerPool
 
 from .config import WebConfig
+from .console import error_line, say
 from .web_assets import static_dir, static_version, templates_dir
 
 log = logging.getLogger("nanochat_tui.web")
@@ -490,7 +492,7 @@ def model_worker(gpu_id: int, model: Any, slots: int) -> Worker:
     return Worker(gpu_id=gpu_id, device=str(model.info.device), backend=backend, slots=slots)
 
 
-def load_workers(config: WebConfig, say: Callable[[str], None] = print) -> list[Worker]:
+def load_workers(config: WebConfig, say: Callable[[str], None] = say) -> list[Worker]:
     """Load one model per device, printing nanochat's console lines. With --server, one worker
     that forwards up to `config.max_batch` requests at once to the OpenAI-compatible server."""
     if config.model.server is not None:
@@ -576,7 +578,7 @@ def ready_lines(config: WebConfig, port: int) -> list[str]:
     return lines
 
 
-async def serve(app: web.Application, config: WebConfig, say: Callable[[str], None] = print,
+async def serve(app: web.Application, config: WebConfig, say: Callable[[str], None] = say,
                 stop: asyncio.Event | None = None) -> None:
     """Bind, print where to go, serve until SIGINT/SIGTERM (or `stop`), then shut down cleanly."""
     runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=5,
@@ -610,7 +612,7 @@ async def serve(app: web.Application, config: WebConfig, say: Callable[[str], No
 
 def _setup_logging(debug: bool) -> None:
     handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+    handler.setFormatter(SafeLogFormatter("%(asctime)s %(message)s", "%H:%M:%S"))
     for name in ("nanochat_tui.web", "aiohttp.access", "aiohttp.server"):
         logger = logging.getLogger(name)
         if not logger.handlers:
@@ -622,11 +624,8 @@ def run_web(config: WebConfig) -> int:
     """`nanochat-tui --web`: load one model per worker, serve until Ctrl+C. Returns the exit code."""
     from nanochat_core.checkpoints import CheckpointError
 
-    def say(line: str) -> None:
-        print(line, flush=True)
-
     def fail(message: str) -> int:
-        print(f"nanochat-tui: error: {message}", file=sys.stderr, flush=True)
+        print(error_line(message), file=sys.stderr, flush=True)
         return 2
 
     try:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from textual.widgets import Static
 
+from nanochat_core.text import one_line
+
 
 class ErrorBanner(Static):
     """Hidden until `show()`; `clear()` hides it again. Text is never parsed as markup."""
@@ -14,7 +16,7 @@ class ErrorBanner(Static):
 
     def show(self, message: str) -> None:
         self.message = message
-        self.update(f"⚠ {message}")
+        self.update(f"⚠ {one_line(message)}")  # errors quote servers, paths, model ids
         self.add_class("-visible")
 
     def clear(self) -> None:

@@ -7,6 +7,8 @@ from textual.containers import Horizontal
 from textual.message import Message
 from textual.widgets import Button, Static
 
+from nanochat_core.text import one_line
+
 
 class ChatHeader(Horizontal):
     class NewConversation(Message):
@@ -21,8 +23,9 @@ class ChatHeader(Horizontal):
         yield button
 
     def set_model(self, name: str, device: str = "") -> None:
-        self.query_one("#model-name", Static).update(name)
-        self.query_one("#device", Static).update(device)
+        # the name comes from a directory or a server's model list: never raw to the terminal
+        self.query_one("#model-name", Static).update(one_line(name))
+        self.query_one("#device", Static).update(one_line(device))
 
     def on_button_pressed(self, event: Button.Pressed) -> None:
         event.stop()

