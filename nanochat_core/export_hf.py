@@ -44,6 +44,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
+from .errors import NanochatError
+
 if TYPE_CHECKING:  # pragma: no cover
     from .api import ChatModel
 
@@ -59,7 +61,7 @@ FILES = (
 Progress = Callable[[str], None]
 
 
-class ExportError(ValueError):
+class ExportError(NanochatError):
     """An export that cannot be done (unsupported generation, OUTDIR in the way, …). One line."""
 
 

@@ -6,17 +6,65 @@ import argparse
 import json
 import sys
 
+from nanochat_core.errors import NanochatError
+
+from .cli_options import LOCAL_FLAGS, PROG, Parser, UsageError, add_model_flags, selection_from
 from .config import ModelSelection
-from .console import error_line, say
+from .console import say
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = Parser(
+        prog=f"{PROG} bench",
+        description="Measure time to first token and decode speed. Runs exactly --decode-tokens "
+                    "steps (stop tokens ignored); prints a summary, then one JSON object as the last line. "
+                    "With --serve N: N concurrent chat streams through the web server instead "
+                    "(aggregate and per-stream tok/s, time to first token, /health latency, and "
+                    "whether every stream equals its solo run at temperature 0).",
+    )
+    p.add_argument("--prompt-tokens", type=int, default=512, metavar="N", help="prompt length (default: 512)")
+    p.add_argument("--decode-tokens", type=int, default=128, metavar="M", help="decode steps (default: 128)")
+    p.add_argument("--batch-size", type=int, default=None, metavar="B",
+                   help="rows decoded together (default: 1); with --serve: the in-process worker's "
+                        "slots, streams sharing decode steps (default: one per stream, at most 256)")
+    p.add_argument("--repeats", type=int, default=1, help="repeat and report the best run (default: 1)")
+    p.add_argument("--naive", action="store_true",
+                   help="also measure the naive baseline (full recompute every step, no KV cache)")
+    p.add_argument("--random", default=None, metavar="dDEPTH[:WIDTH[:VOCAB]]",
+                   help="benchmark a random-weight gen5 model of this shape (synthetic tokenizer) "
+                        "instead of a checkpoint, e.g. d8:512:8192 or d20 (width = 64*depth rounded "
+                        "up to 128, vocab 32768: nanochat's d20)")
+    p.add_argument("--turns", type=int, default=0, metavar="N",
+                   help="also run an N-turn chat with the history re-sent as text, with and without "
+                        "KV-cache reuse, and report time to first token per turn")
+    p.add_argument("--reply-tokens", type=int, default=32, metavar="R",
+                   help="reply length per turn for --turns (default: 32)")
+    p.add_argument("--seed", type=int, default=0, help="seed for the random prompt (default: 0)")
+    g = p.add_argument_group("serving benchmark (the web server's path, continuous batching)")
+    g.add_argument("--serve", type=int, default=None, metavar="N",
+                   help="run N chat streams at once against the web server (started in-process "
+                        "with one worker on 127.0.0.1, or --url) instead of the engine benchmark; "
+                        "--prompt-tokens and --decode-tokens size each stream")
+    g.add_argument("--url", default=None, metavar="URL",
+                   help="with --serve: benchmark this running server (nanochat-tui --web or "
+                        "nanochat's chat_web.py), e.g. http://gpu-box:8000; nothing is loaded here")
+    g.add_argument("--api-key", default=None, metavar="KEY",
+                   help="with --url: the key of a server started with --api-key")
+    p.add_argument("--debug", action="store_true", help="show tracebacks")
+    add_model_flags(p)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    """Entry from cli.main (which prints any error this raises)."""
+    return run_bench(args, selection_from(args))
 
 
 def run_bench(args: argparse.Namespace, selection: ModelSelection) -> int:
     if args.serve is not None or args.url is not None:
         return run_serve(args, selection)
     if args.api_key is not None:
-        print("nanochat-tui bench: error: --api-key is for --serve --url (a running server started "
-              "with --api-key)", file=sys.stderr)
-        return 2
+        raise UsageError("--api-key is for --serve --url (a running server started with --api-key)")
     if args.batch_size is None:  # None only tells --serve "one slot per stream"; here it is 1
         args.batch_size = 1
     from nanochat_core.api import resolve_device_and_dtype
@@ -36,9 +84,10 @@ def run_bench(args: argparse.Namespace, selection: ModelSelection) -> int:
                                repeats=args.repeats, naive=args.naive, seed=args.seed)
         if args.turns:
             result["multi_turn"] = run_multi_turn(chat_model, args.turns, args.reply_tokens, seed=args.seed)
-    except ValueError as e:
-        print(error_line(e), file=sys.stderr)
-        return 2
+    except ValueError as e:  # the benchmark's own checks (sizes, shapes): one line, exit 2
+        if isinstance(e, NanochatError):
+            raise
+        raise UsageError(str(e)) from None
     result["model"] = label
     say(f"model            {label} ({result['params'] / 1e6:.1f}M params, {result['weight_bytes'] / 1e6:.1f} MB of matrices per step)")
     say(f"device           {result['device']} {result['dtype']}, batch {result['batch_size']}")
@@ -62,9 +111,7 @@ def run_bench(args: argparse.Namespace, selection: ModelSelection) -> int:
 # ---------------------------------------------------------------- --serve N
 
 
-LOCAL_MODEL_FLAGS = {"random": "--random", "model_dir": "--model-dir", "source": "-i/--source",
-                     "model_tag": "-g/--model-tag", "step": "-s/--step", "device_type": "--device-type",
-                     "dtype": "-d/--dtype", "softcap": "--softcap"}
+LOCAL_MODEL_FLAGS = {"random": "--random", **LOCAL_FLAGS}
 
 
 def _check_serve_flags(args: argparse.Namespace) -> None:
@@ -104,9 +151,7 @@ def _load_for_serving(args: argparse.Namespace, selection: ModelSelection):
 
 def run_serve(args: argparse.Namespace, selection: ModelSelection) -> int:
     """`bench --serve N [--url URL]`: progress on stderr, a summary, then the JSON line."""
-    from nanochat_core.checkpoints import CheckpointError
-
-    from .bench_serving import ServingBenchError, check_numbers, check_url, run_serving_benchmark
+    from .bench_serving import check_numbers, check_url, run_serving_benchmark
 
     def progress(line: str) -> None:
         say(line, sys.stderr)
@@ -125,9 +170,10 @@ def run_serve(args: argparse.Namespace, selection: ModelSelection) -> int:
             result = run_serving_benchmark(args.serve, args.prompt_tokens, args.decode_tokens,
                                            chat_model=chat_model, batch_size=args.batch_size,
                                            label=label, seed=args.seed, say=progress)
-    except (ServingBenchError, CheckpointError, ValueError) as e:
-        print(error_line(e), file=sys.stderr)
-        return 2
+    except ValueError as e:  # ServingBenchError and CheckpointError are NanochatErrors already
+        if isinstance(e, NanochatError):
+            raise
+        raise UsageError(str(e)) from None
     for line in serve_summary(result):
         say(line)
     print(json.dumps(result))

@@ -42,6 +42,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from nanochat_core.chat import MAX_MAX_TOKENS, MAX_MESSAGE_CHARS
+from nanochat_core.errors import NanochatError
 
 __all__ = ["ServingBenchError", "run_serving_benchmark", "InProcessServer", "make_prompts"]
 
@@ -63,7 +64,7 @@ a patient assistant explaining windows rotary embeddings softcaps logits tokeniz
 """.split())
 
 
-class ServingBenchError(Exception):
+class ServingBenchError(NanochatError):
     """A one-line reason the serving benchmark cannot run or finish (exit 2)."""
 
 

@@ -9,6 +9,11 @@ Modes:
   nanochat-tui export ...      write a checkpoint as a Hugging Face transformers model
   --server URL (any mode but bench/export): chat with an OpenAI-compatible server instead
 
+main() is the ONLY place that prints errors and picks exit codes: every mode and subcommand
+raises (UsageError for a bad command line, any nanochat_core.errors.NanochatError for a user
+mistake) and main() prints one line, `nanochat-tui: error: …`, exit 2. Model, sampling and client
+flags are declared once, in cli_options.py, for every mode and subcommand.
+
 This module imports neither torch nor Textual nor aiohttp at import time, so `--help` is instant
 and each mode pays only for what it uses.
 """
@@ -16,24 +21,26 @@ and each mode pays only for what it uses.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import sys
 from typing import Sequence
 
-from nanochat_core.chat import (
-    SamplingParams,
-    ValidationError,
-    check_seed,
-    parse_max_tokens,
-    parse_temperature,
-    parse_top_k,
-)
 from nanochat_core.errors import NanochatError
 
-from .config import ChatConfig, ModelSelection, WebConfig
+from .cli_options import (
+    PROG,
+    Parser,
+    UsageError,
+    add_model_flags,
+    add_remote_flags,
+    add_sampling_flags,
+    sampling_from,
+    selection_from,
+    version,
+)
+from .config import ChatConfig, WebConfig
 from .console import error_line
-
-PROG = "nanochat-tui"
 
 EPILOG_CHAT = """\
 modes:
@@ -46,60 +53,28 @@ modes:
   nanochat-tui --server http://HOST:8000/v1   any mode above, on a remote OpenAI-compatible server
 
 checkpoints: --model-dir, else $NANOCHAT_BASE_DIR, else ~/.cache/nanochat; inside it
-base_checkpoints/ chatsft_checkpoints/ chatrl_checkpoints/ as nanochat writes them. With none
-found (and none asked for) the bundled demo model is used.
+base_checkpoints/ mid_checkpoints/ chatsft_checkpoints/ chatrl_checkpoints/ as nanochat writes
+them. With none found (and none asked for) the bundled demo model is used.
 sampling values outside the ranges (temperature 0.0-2.0, top-k 0-200, max tokens 1-4096) are
 rejected, never clamped: the same rule as the web API and the /temperature commands.
+max tokens: 256 per reply in the terminal modes (nanochat's chat_cli), 512 in --web (chat_web).
 """
 
-
-def _add_model_flags(p: argparse.ArgumentParser, dtype_default_help: str) -> None:
-    g = p.add_argument_group("model selection (nanochat's rules)")
-    g.add_argument("-i", "--source", choices=["base", "sft", "rl"], default=None,
-                   help="which training stage to load: base|sft|rl (default: sft)")
-    g.add_argument("-g", "--model-tag", default=None,
-                   help="model tag directory, e.g. d20 (default: largest dNN, else newest)")
-    g.add_argument("-s", "--step", type=int, default=None, help="checkpoint step (default: largest)")
-    g.add_argument("--model-dir", default=None, metavar="DIR",
-                   help="nanochat base dir (default: $NANOCHAT_BASE_DIR, else ~/.cache/nanochat)")
-    g.add_argument("--device-type", choices=["cuda", "cpu", "mps"], default=None,
-                   help="device (default: autodetect cuda > mps > cpu)")
-    g.add_argument("-d", "--dtype", choices=["bfloat16", "float32"], default=None, help=dtype_default_help)
-    g.add_argument("--softcap", type=float, default=None,
-                   help="logit softcap override: 20 for checkpoints from nanochat's 2026-03-02..09 "
-                        "week (gen3-softcap20), which files cannot tell apart from gen3 (15)")
-
-
-def _add_sampling_flags(p: argparse.ArgumentParser, t: float, k: int, m: int) -> None:
-    g = p.add_argument_group("sampling")
-    g.add_argument("-t", "--temperature", default=str(t), metavar="T",
-                   help=f"0.0-2.0; 0 = greedy (default: {t})")
-    g.add_argument("-k", "--top-k", default=str(k), metavar="K",
-                   help=f"0-200; 0 = full vocabulary (default: {k})")
-    g.add_argument("-m", "--max-tokens", default=str(m), metavar="N",
-                   help=f"1-4096 tokens per reply (default: {m})")
-
-
-def _add_remote_flags(p: argparse.ArgumentParser, key_flag: str) -> None:
-    g = p.add_argument_group("client mode (an OpenAI-compatible server instead of a local model)")
-    g.add_argument("--server", default=None, metavar="URL",
-                   help="chat through this OpenAI-compatible API, e.g. http://gpu-box:8000/v1 (vLLM, "
-                        "SGLang, llama.cpp, another nanochat-tui --web); torch is not needed")
-    g.add_argument(key_flag, dest="server_api_key", default=None, metavar="KEY",
-                   help="API key for --server (default: $NANOCHAT_SERVER_API_KEY, else $OPENAI_API_KEY)")
-    g.add_argument("--model", dest="server_model", default=None, metavar="ID",
-                   help="which of the server's models to use (default: the first it lists)")
-
-
-DTYPE_HELP = ("compute dtype (default: bfloat16 on CUDA as nanochat does; float32 on CPU/MPS, "
-              "where bf16 math is slow or unsupported and nanochat's reference logits are fp32)")
+# Subcommands: the first word of the command line -> the module that owns it. Each module has
+# `build_parser() -> argparse.ArgumentParser` and `run(args) -> int` (raising, never printing,
+# its errors).
+SUBCOMMANDS = {
+    "bench": "nanochat_tui.bench_cli",
+    "export": "nanochat_tui.export_cli",
+}
 
 
 def build_chat_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog=PROG, description="Chat with a nanochat model in the terminal.",
         epilog=EPILOG_CHAT, formatter_class=argparse.RawDescriptionHelpFormatter,
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     p.add_argument("-p", "--prompt", default=None, metavar="TEXT",
                    help="answer TEXT once on stdout and exit ('-' reads the prompt from stdin)")
     p.add_argument("--plain", action="store_true", help="line-by-line chat instead of the full-screen app")
@@ -107,14 +82,14 @@ def build_chat_parser() -> argparse.ArgumentParser:
     p.add_argument("--system", default=None, metavar="TEXT", help="a system message (folded into the first user turn)")
     p.add_argument("--seed", type=int, default=42, help="sampling seed, reset every reply as nanochat does (default: 42)")
     p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
-    _add_sampling_flags(p, 0.6, 50, 512)
-    _add_model_flags(p, DTYPE_HELP)
-    _add_remote_flags(p, "--api-key")
+    add_sampling_flags(p, 0.6, 50, 256, "as nanochat's chat_cli")
+    add_model_flags(p)
+    add_remote_flags(p, "--api-key")
     return p
 
 
 def build_web_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog=f"{PROG} --web", description="Serve the nanochat chat page and API (nanochat's chat_web protocol).",
         epilog="In web mode -p means --port, as in nanochat's chat_web.py.",
     )
@@ -132,113 +107,18 @@ def build_web_parser() -> argparse.ArgumentParser:
                    help="streams each worker runs at once, sharing decode steps (continuous batching); "
                         "with --server, requests sent to the server at once (default: 8)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
-    _add_sampling_flags(p, 0.8, 50, 512)
-    _add_model_flags(p, "compute dtype (default: bfloat16 on CUDA as nanochat's server; float32 on CPU/MPS)")
-    _add_remote_flags(p, "--server-api-key")
+    add_sampling_flags(p, 0.8, 50, 512, "as nanochat's chat_web")
+    add_model_flags(p, dtype_help="compute dtype (default: bfloat16 on CUDA as nanochat's server; float32 on CPU/MPS)")
+    add_remote_flags(p, "--server-api-key")
     return p
-
-
-def build_bench_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
-        prog=f"{PROG} bench",
-        description="Measure time to first token and decode speed. Runs exactly --decode-tokens "
-                    "steps (stop tokens ignored); prints a summary, then one JSON object as the last line. "
-                    "With --serve N: N concurrent chat streams through the web server instead "
-                    "(aggregate and per-stream tok/s, time to first token, /health latency, and "
-                    "whether every stream equals its solo run at temperature 0).",
-    )
-    p.add_argument("--prompt-tokens", type=int, default=512, metavar="N", help="prompt length (default: 512)")
-    p.add_argument("--decode-tokens", type=int, default=128, metavar="M", help="decode steps (default: 128)")
-    p.add_argument("--batch-size", type=int, default=None, metavar="B",
-                   help="rows decoded together (default: 1); with --serve: the in-process worker's "
-                        "slots, streams sharing decode steps (default: one per stream, at most 256)")
-    p.add_argument("--repeats", type=int, default=1, help="repeat and report the best run (default: 1)")
-    p.add_argument("--naive", action="store_true",
-                   help="also measure the naive baseline (full recompute every step, no KV cache)")
-    p.add_argument("--random", default=None, metavar="dDEPTH[:WIDTH[:VOCAB]]",
-                   help="benchmark a random-weight gen5 model of this shape (synthetic tokenizer) "
-                        "instead of a checkpoint, e.g. d8:512:8192 or d20 (width = 64*depth rounded "
-                        "up to 128, vocab 32768: nanochat's d20)")
-    p.add_argument("--turns", type=int, default=0, metavar="N",
-                   help="also run an N-turn chat with the history re-sent as text, with and without "
-                        "KV-cache reuse, and report time to first token per turn")
-    p.add_argument("--reply-tokens", type=int, default=32, metavar="R",
-                   help="reply length per turn for --turns (default: 32)")
-    p.add_argument("--seed", type=int, default=0, help="seed for the random prompt (default: 0)")
-    g = p.add_argument_group("serving benchmark (the web server's path, continuous batching)")
-    g.add_argument("--serve", type=int, default=None, metavar="N",
-                   help="run N chat streams at once against the web server (started in-process "
-                        "with one worker on 127.0.0.1, or --url) instead of the engine benchmark; "
-                        "--prompt-tokens and --decode-tokens size each stream")
-    g.add_argument("--url", default=None, metavar="URL",
-                   help="with --serve: benchmark this running server (nanochat-tui --web or "
-                        "nanochat's chat_web.py), e.g. http://gpu-box:8000; nothing is loaded here")
-    g.add_argument("--api-key", default=None, metavar="KEY",
-                   help="with --url: the key of a server started with --api-key")
-    p.add_argument("--debug", action="store_true", help="show tracebacks")
-    _add_model_flags(p, DTYPE_HELP)
-    return p
-
-
-class UsageError(Exception):
-    """A bad command line; message printed as `nanochat-tui: error: ...`, exit 2."""
-
-
-LOCAL_FLAGS = {"source": "-i/--source", "model_tag": "-g/--model-tag", "step": "-s/--step",
-               "model_dir": "--model-dir", "device_type": "--device-type", "dtype": "-d/--dtype",
-               "softcap": "--softcap"}
-
-
-def _selection(args: argparse.Namespace) -> ModelSelection:
-    server = getattr(args, "server", None)
-    key = getattr(args, "server_api_key", None)
-    key_flag = "--server-api-key" if getattr(args, "web", False) else "--api-key"
-    if server is not None:
-        if not server.strip():
-            raise UsageError("--server needs a URL such as http://HOST:8000/v1")
-        local = [flag for name, flag in LOCAL_FLAGS.items() if getattr(args, name, None) is not None]
-        if local:
-            raise UsageError(f"{', '.join(local)} chooses a local checkpoint and cannot be used with --server")
-        if key is None:
-            key = os.environ.get("NANOCHAT_SERVER_API_KEY") or os.environ.get("OPENAI_API_KEY") or None
-        return ModelSelection(server=server.strip(), server_api_key=key,
-                              server_model=args.server_model, explicit=True)
-    if key is not None or getattr(args, "server_model", None) is not None:
-        given = key_flag if key is not None else "--model"
-        raise UsageError(f"{given} is for client mode: add --server URL (a local checkpoint is chosen "
-                         "with --model-dir, -i, -g and -s)")
-    explicit = any(v is not None for v in (args.source, args.model_tag, args.step, args.model_dir))
-    return ModelSelection(
-        base_dir=args.model_dir, source=args.source or "sft", model_tag=args.model_tag,
-        step=args.step, device_type=args.device_type, dtype=args.dtype, softcap=args.softcap,
-        explicit=explicit,
-    )
-
-
-def _sampling(args: argparse.Namespace, seed: int | None) -> SamplingParams:
-    try:
-        return SamplingParams(
-            temperature=parse_temperature(args.temperature),
-            top_k=parse_top_k(args.top_k),
-            max_tokens=parse_max_tokens(args.max_tokens),
-            seed=None if seed is None else check_seed(seed),
-        )
-    except ValidationError as e:
-        raise UsageError(str(e)) from None
-
-
-def _fail(message: str) -> int:
-    print(error_line(message), file=sys.stderr)
-    return 2
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code. The only place errors are printed."""
     argv = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in argv
     try:
         return _dispatch(argv)
-    except UsageError as e:
-        return _fail(str(e))
     except KeyboardInterrupt:
         print("\nGoodbye!", file=sys.stderr)
         return 130
@@ -250,43 +130,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(f"{type(e).__name__}: {e} (run with --debug for the traceback)")
 
 
+def _fail(message: str) -> int:
+    print(error_line(message), file=sys.stderr, flush=True)
+    return 2
+
+
 def _dispatch(argv: list[str]) -> int:
-    if argv[:1] == ["bench"]:
-        args = build_bench_parser().parse_args(argv[1:])
-        from .bench_cli import run_bench
-
-        return run_bench(args, _selection(args))
-    if argv[:1] == ["export"]:
-        from .export_cli import build_export_parser, run_export
-
-        return run_export(build_export_parser().parse_args(argv[1:]))
+    if argv[:1] and argv[0] in SUBCOMMANDS:
+        module = importlib.import_module(SUBCOMMANDS[argv[0]])
+        return module.run(module.build_parser().parse_args(argv[1:]))
     if "--web" in argv:
-        args = build_web_parser().parse_args(argv)
-        if args.num_gpus < 1:
-            raise UsageError("--num-gpus must be at least 1")
-        if not (0 <= args.port <= 65535):
-            raise UsageError("--port must be between 0 and 65535")
-        if args.queue_size < 0:
-            raise UsageError("--queue-size must be 0 or more")
-        if not (1 <= args.batch_size <= 256):
-            raise UsageError("--batch-size must be between 1 and 256")
-        if args.server is not None and args.num_gpus != 1:
-            raise UsageError("--num-gpus is for local models; with --server the server runs the GPUs")
-        config = WebConfig(
-            model=_selection(args), sampling=_sampling(args, args.seed), system=args.system,
-            host=args.host, port=args.port, num_gpus=args.num_gpus, queue_size=args.queue_size,
-            log_conversations=args.log_conversations, cors_origin=args.cors_origin,
-            api_key=args.api_key, max_batch=args.batch_size, debug=args.debug,
-        )
-        from .web import run_web
-
-        return run_web(config)
-
+        return _run_web(build_web_parser().parse_args(argv))
     args = build_chat_parser().parse_args(argv)
-    config = ChatConfig(model=_selection(args), sampling=_sampling(args, args.seed),
-                        system=args.system, debug=args.debug)
     if args.system is not None and not args.system.strip():
         raise UsageError("--system needs some text")
+    config = ChatConfig(model=selection_from(args), sampling=sampling_from(args, args.seed),
+                        system=args.system, debug=args.debug)
     if args.prompt is not None:
         from .oneshot import run_oneshot
 
@@ -300,6 +159,28 @@ def _dispatch(argv: list[str]) -> int:
     from .app import run_tui
 
     return run_tui(config)
+
+
+def _run_web(args: argparse.Namespace) -> int:
+    if args.num_gpus < 1:
+        raise UsageError("--num-gpus must be at least 1")
+    if not (0 <= args.port <= 65535):
+        raise UsageError("--port must be between 0 and 65535")
+    if args.queue_size < 0:
+        raise UsageError("--queue-size must be 0 or more")
+    if not (1 <= args.batch_size <= 256):
+        raise UsageError("--batch-size must be between 1 and 256")
+    if args.server is not None and args.num_gpus != 1:
+        raise UsageError("--num-gpus is for local models; with --server the server runs the GPUs")
+    config = WebConfig(
+        model=selection_from(args, key_flag="--server-api-key"), sampling=sampling_from(args, args.seed),
+        system=args.system, host=args.host, port=args.port, num_gpus=args.num_gpus,
+        queue_size=args.queue_size, log_conversations=args.log_conversations,
+        cors_origin=args.cors_origin, api_key=args.api_key, max_batch=args.batch_size, debug=args.debug,
+    )
+    from .web import run_web
+
+    return run_web(config)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -57,12 +57,13 @@ from nanochat_core.chat import (
     validate_messages,
     validate_sampling,
 )
+from nanochat_core.errors import NanochatError
 from nanochat_core.events import Done, ErrorEvent, TextDelta, ToolCall, ToolResult
 from nanochat_core.text import SafeLogFormatter
 from nanochat_core.serving import Generation, PoolBusy, PoolClosed, Worker, WorkerPool
 
 from .config import WebConfig
-from .console import error_line, say
+from .console import say
 from .web_assets import static_dir, static_version, templates_dir
 
 log = logging.getLogger("nanochat_tui.web")
@@ -459,7 +460,7 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
 # ---------------------------------------------------------------- the command
 
 
-class StartError(Exception):
+class StartError(NanochatError):
     """A one-line reason the server cannot start (exit 2)."""
 
 
@@ -621,27 +622,19 @@ def _setup_logging(debug: bool) -> None:
 
 
 def run_web(config: WebConfig) -> int:
-    """`nanochat-tui --web`: load one model per worker, serve until Ctrl+C. Returns the exit code."""
-    from nanochat_core.checkpoints import CheckpointError
-
-    def fail(message: str) -> int:
-        print(error_line(message), file=sys.stderr, flush=True)
-        return 2
-
-    try:
-        workers = load_workers(config, say)
-    except (StartError, CheckpointError) as e:
-        return fail(str(e))
+    """`nanochat-tui --web`: load one model per worker, serve until Ctrl+C. Returns the exit code;
+    a reason it cannot start raises (StartError / CheckpointError: cli.main prints one line)."""
+    workers = load_workers(config, say)
     _setup_logging(config.debug)
     app = create_app(config, workers, close_backends=True)
     try:
         asyncio.run(serve(app, config, say))
-    except StartError as e:
+    except StartError:
         for worker in workers:
             close = getattr(worker.backend, "close", None)
             if close is not None:
                 close()
-        return fail(str(e))
+        raise
     except KeyboardInterrupt:  # a second Ctrl+C during shutdown
         pass
     return 0

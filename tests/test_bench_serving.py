@@ -102,7 +102,7 @@ def test_url_benchmarks_a_running_nanochat_tui_web(capsys):
         drain.start()
         code, _lines, err = bench(capsys, "--url", url + "/", *SMALL)
         assert code == 2, err
-        assert err.strip().splitlines()[-1].startswith("nanochat-tui bench: error: POST ")
+        assert err.strip().splitlines()[-1].startswith("nanochat-tui: error: POST ")
         assert "answered 401: Missing or wrong API key" in err
         result = report(capsys, "--url", url + "/", "--api-key", "s3cret", *SMALL)
     finally:
@@ -202,7 +202,7 @@ def test_errors_are_one_line_and_exit_2(capsys, args, words):
     code, out, err = bench(capsys, *args)
     assert code == 2 and out == []
     lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("nanochat-tui bench: error: "), err
+    assert len(lines) == 1 and lines[0].startswith("nanochat-tui: error: "), err
     assert words in lines[0]
 
 
@@ -220,7 +220,7 @@ def test_url_that_is_not_a_nanochat_server(capsys):
     with OldProtocolServer() as server:
         code, out, err = bench(capsys, "--url", server.url + "/nothing-here", "--serve", "1")
     assert code == 2 and out == []
-    assert err.strip().splitlines() == [f"nanochat-tui bench: error: GET {server.url}/nothing-here/health answered 404"]
+    assert err.strip().splitlines() == [f"nanochat-tui: error: GET {server.url}/nothing-here/health answered 404"]
 
 
 # ---------------------------------------------------------------- helpers

@@ -209,11 +209,56 @@ def test_ctrl_c_stops_a_one_shot_reply_and_keeps_the_partial_text(tmp_path):
 
     write_random_checkpoint(tmp_path, "d6:384:8192")  # random weights: it rarely stops by itself
     proc = subprocess.Popen(cli_command() + ["--model-dir", str(tmp_path), "-m", "4000", "--prompt", "hi"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env())
-    time.sleep(6)  # loading + some tokens
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=cli_env())
+    # wait until the reply has started streaming (its first bytes on stdout), then press Ctrl+C
+    first = b""
+    deadline = time.monotonic() + 60
+    while not first.strip() and time.monotonic() < deadline:
+        ready, _, _ = select.select([proc.stdout], [], [], 0.5)
+        if ready:
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            assert chunk, "the process ended before its reply streamed"
+            first += chunk
+    assert first.strip(), "no reply text within 60 s"
     assert proc.poll() is None, "the reply ended before Ctrl+C could be tested"
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=30)
+    rest, err = proc.communicate(timeout=30)
+    err = err.decode("utf-8", "replace")
     assert proc.returncode == 130, err
-    assert out.strip()  # the partial reply stayed on stdout
     assert "stopped" in err and "Traceback" not in err
+
+
+def test_bad_command_lines_are_one_line_from_main(capsys):
+    """argparse's own errors go through main(): one `nanochat-tui: error:` line, exit 2."""
+    from nanochat_tui.cli import main
+
+    for argv in (["--no-such-flag"], ["-t"], ["bench", "--decode-tokens", "x"],
+                 ["export"], ["--web", "-p", "port"], ["-i", "pretrain"]):
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and err.startswith("nanochat-tui: error: "), (argv, err)
+
+
+def test_version_and_terminal_default_max_tokens(capsys):
+    from nanochat_tui.cli import build_chat_parser, build_web_parser, main
+
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert re.fullmatch(r"nanochat-tui \d+\.\d+\.\d+\S*\n", capsys.readouterr().out)
+    # terminal modes answer with at most 256 tokens as nanochat's chat_cli; the web server 512
+    assert build_chat_parser().parse_args([]).max_tokens == "256"
+    assert build_web_parser().parse_args(["--web"]).max_tokens == "512"
+    assert "default: 256, as nanochat's chat_cli" in " ".join(build_chat_parser().format_help().split())
+
+
+def test_only_a_non_default_model_choice_turns_off_the_demo_fallback():
+    from nanochat_tui.cli import build_chat_parser
+    from nanochat_tui.cli_options import selection_from
+
+    parse = build_chat_parser().parse_args
+    assert not selection_from(parse([])).explicit
+    assert not selection_from(parse(["-i", "sft"])).explicit  # the default, said out loud
+    assert selection_from(parse(["-i", "rl"])).explicit
+    assert selection_from(parse(["-i", "mid"])).source == "mid"
+    assert selection_from(parse(["-g", "d20"])).explicit

@@ -185,7 +185,7 @@ def test_other_generations_are_refused_cleanly(gen, tmp_path, capsys):
         argv += ["--softcap", str(fixture_softcap(gen))]
     assert export_main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
-    assert err.startswith("nanochat-tui export: error: cannot export a gen")
+    assert err.startswith("nanochat-tui: error: cannot export a gen")
     assert "transformers' NanoChatForCausalLM implements only nanochat's first generation" in err
     for word in MISSING_WORDS[gen]:
         assert word in err
@@ -250,7 +250,7 @@ def test_the_nanochat_tui_command_runs_export(tmp_path):
                               str(fixture_dir("gen5-smear-backout") / "base_dir")],
                              capture_output=True, text=True, env=cli_env(), timeout=120)
     assert refused.returncode == 2 and not (tmp_path / "no").exists()
-    assert refused.stderr.strip().splitlines()[-1].startswith("nanochat-tui export: error: cannot export a gen5")
+    assert refused.stderr.strip().splitlines()[-1].startswith("nanochat-tui: error: cannot export a gen5")
     code = ("import sys\nfrom nanochat_tui.cli import main\n"
             "try:\n    main(['export', '--help'])\nexcept SystemExit:\n    pass\n"
             "print('torch' in sys.modules)")
