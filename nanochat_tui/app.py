@@ -30,7 +30,7 @@ from nanochat_core.chat import Message, SamplingParams, ValidationError, validat
 from nanochat_core.events import Done, ErrorEvent, GenerationStats, TextDelta, ToolCall, ToolResult
 from nanochat_core.text import sanitize_for_terminal
 
-from . import slash_commands as sc
+from . import commands as sc
 from .config import ChatConfig
 from .widgets import (
     AssistantMessage,
@@ -221,10 +221,11 @@ class NanochatApp(App[str | None], inherit_bindings=False):
         """What Enter does with the input's text."""
         if not text.strip():
             return  # empty input sends nothing
-        command = sc.parse_command(text)
-        if command is not None:
-            await self._run_command(command)
+        parsed = sc.parse_input(text, sc.TUI)
+        if parsed.command is not None:
+            await self._run_command(parsed.command)
             return
+        text = parsed.text
         if self.generating:
             self.banner.show(BUSY_MESSAGE)
             return
@@ -254,9 +255,21 @@ class NanochatApp(App[str | None], inherit_bindings=False):
             self._cancel_current()
             self.exit(GOODBYE)
             return
-        if name == "clear":
+        if name == "new":
             self.input.clear()
             await self.new_conversation()
+            return
+        if name == "stop":
+            self.input.clear()
+            await self.action_stop()
+            return
+        if name == "regenerate":
+            self.input.clear()
+            await self.action_regenerate()
+            return
+        if name == "edit":
+            self.input.clear()
+            await self.edit_last()
             return
         if name == "unknown":
             self.banner.show(sc.unknown_command_message(command))
@@ -278,7 +291,8 @@ class NanochatApp(App[str | None], inherit_bindings=False):
         elif name == "system":
             self.system, answer = sc.apply_system_command(command, self.system)
             answer = sanitize_for_terminal(answer)
-        else:  # pragma: no cover - parse_command only returns the names above
+        else:  # commands of the registry this app does not offer yet
+            self.banner.show(f"{command.word} is not available in this version of the app")
             return
         self.input.clear()
         await self.notice(answer, kind="setting")

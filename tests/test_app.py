@@ -16,7 +16,7 @@ from fake_backend import FakeBackend, FakeSelection, fake_info, split_tokens
 
 from nanochat_core.chat import Message, SamplingParams
 from nanochat_core.events import TextDelta, ToolCall, ToolResult
-from nanochat_tui import slash_commands as sc
+from nanochat_tui import commands as sc
 from nanochat_tui.app import BUSY_MESSAGE, GOODBYE, NanochatApp
 from nanochat_tui.config import ChatConfig, ModelSelection
 from nanochat_tui.widgets import (
@@ -582,7 +582,7 @@ async def test_sampling_commands_reach_the_engine(command, field, value, answer)
     ("/topk 2.5", "top_k must be an integer, not '2.5'"),
     ("/max-tokens 0", "max_tokens must be between 1 and 4096"),
     ("/max-tokens 5000", "max_tokens must be between 1 and 4096"),
-    ("/frobnicate", "Unknown command /frobnicate: type /help for the list"),
+    ("/frobnicate", "Unknown command /frobnicate: type /help for the list, or //frobnicate to send it as a message"),
 ])
 async def test_bad_command_values_show_rulebook_words_and_keep_the_text(command, words):
     backend = FakeBackend()
@@ -606,7 +606,7 @@ async def test_commands_without_value_show_the_current_setting():
             await pilot.pause()
         assert notices(app)[-4:] == [
             "temperature is 0.9 (range 0.0-2.0; 0 = greedy)",
-            "top-k is 0 (full vocabulary) (range 0-200; 0 = full vocabulary)",
+            "top-k is 0 (range 0-200; 0 = full vocabulary)",
             "max tokens is 77 (range 1-4096)",
             "no system message (set one with /system TEXT)",
         ]
@@ -742,8 +742,8 @@ async def test_a_reply_in_flight_and_the_last_messages_are_never_folded():
 # ---- slash command parsing (no Textual) ----
 
 @pytest.mark.parametrize("text, name, arg", [
-    ("quit", "quit", None), ("Exit", "quit", None), ("clear", "clear", None),
-    ("/help", "help", None), ("/new", "clear", None), ("/temperature 0.5", "temperature", "0.5"),
+    ("quit", "quit", None), ("Exit", "quit", None), ("clear", "new", None),
+    ("/help", "help", None), ("/new", "new", None), ("/clear", "new", None), ("/temperature 0.5", "temperature", "0.5"),
     ("/topk", "top_k", None), ("/max_tokens 9", "max_tokens", "9"),
     ("/system Be  brief.\nReally.", "system", "Be  brief.\nReally."), ("/stats", "stats", None),
     ("/what", "unknown", None),
@@ -753,13 +753,29 @@ def test_parse_command(text, name, arg):
     assert command is not None and command.name == name and command.arg == arg
 
 
-@pytest.mark.parametrize("text", ["hello", "quit now", "/usr/bin/env python?", "clear the table", "/ "])
+@pytest.mark.parametrize("text", ["hello", "quit now", "/usr/bin/env python?", "clear the table", "/ ",
+                                  "//tmp is full"])
 def test_messages_are_not_commands(text):
     assert sc.parse_command(text) is None
 
 
+def test_a_double_slash_sends_a_message_that_starts_with_a_slash():
+    parsed = sc.parse_input("//tmp is full")
+    assert parsed.command is None and parsed.text == "/tmp is full" and parsed.escaped
+    assert "or //tmp to send it as a message" in sc.unknown_command_message(sc.parse_command("/tmp"))
+
+
+def test_the_registry_names_each_form_once_and_serves_the_page():
+    forms = [f for spec in sc.COMMANDS for f in (*spec.slash, *spec.words)]
+    assert len(forms) == len(set(forms))
+    page = {c["name"]: c for c in sc.page_commands()}
+    assert page["max_tokens"]["slash"][0] == "/max-tokens" and "system" in page and "stats" in page
+    assert "quit" not in page and "key" in page
+    assert "/max-tokens [value]" in sc.help_text() and "Ctrl+R" in sc.help_text()
+
+
 def test_widgets_and_commands_modules_keep_textual_out_of_the_cli():
-    code = ("import sys\nimport nanochat_tui.cli, nanochat_tui.slash_commands\n"
+    code = ("import sys\nimport nanochat_tui.cli, nanochat_tui.commands\n"
             "print('textual' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "False", out.stderr
