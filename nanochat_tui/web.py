@@ -182,6 +182,37 @@ def _as_worker(i: int, w: Any) -> Worker:
     return Worker(gpu_id=i, device=getattr(info, "device", "cpu"), backend=w, slots=1)
 
 
+def page_config(config: WebConfig, info: Any) -> dict:
+    """What the page needs from the server, as one JSON object in the page
+    (`<script type="application/json" id="nanochat-config">`): the rulebook's limits and ranges,
+    this server's defaults, the command list (one registry: nanochat_tui/commands.py) and the
+    model. The page reads these; it never retypes them."""
+    from nanochat_core import chat
+
+    from .commands import page_commands
+
+    sampling = config.sampling
+    return {
+        "limits": {
+            "max_messages": chat.MAX_MESSAGES,
+            "max_message_chars": chat.MAX_MESSAGE_CHARS,
+            "max_total_chars": chat.MAX_TOTAL_CHARS,
+            "temperature": [chat.MIN_TEMPERATURE, chat.MAX_TEMPERATURE],
+            "top_k": [chat.MIN_TOP_K, chat.MAX_TOP_K],
+            "max_tokens": [chat.MIN_MAX_TOKENS, chat.MAX_MAX_TOKENS],
+        },
+        "defaults": {
+            "temperature": sampling.temperature,
+            "top_k": sampling.top_k if sampling.top_k is not None else 0,
+            "max_tokens": sampling.max_tokens,
+            "system": config.system,
+        },
+        "commands": page_commands(),
+        "api_key_required": config.api_key is not None,
+        "model": {"name": info.short_name, "description": info.describe(), "is_demo": bool(info.is_demo)},
+    }
+
+
 def _render_page(config: WebConfig, pool: WorkerPool) -> str:
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(templates_dir())),
@@ -191,6 +222,7 @@ def _render_page(config: WebConfig, pool: WorkerPool) -> str:
     info = pool.workers[0].backend.info
     sampling = config.sampling
     return env.get_template("index.html").render(
+        page_config=page_config(config, info),
         model_name=info.short_name,
         model_description=info.describe(),
         is_demo=info.is_demo,

@@ -628,3 +628,21 @@ def test_demo_model_serves(tmp_path):
         asyncio.run(go())
     finally:
         os.environ.pop("NANOCHAT_BASE_DIR", None)
+
+
+async def test_page_carries_the_rulebook_and_the_command_registry(make_client):
+    """The page gets limits, defaults and commands from the server as JSON (never retyped)."""
+    import html as html_lib
+    import re as re_lib
+
+    from nanochat_core import chat
+    from nanochat_tui.commands import page_commands
+
+    client = await make_client(FakeModel())
+    page = await (await client.get("/")).text()
+    match = re_lib.search(r'<script type="application/json" id="nanochat-config">(.*?)</script>', page, re_lib.S)
+    assert match is not None
+    config = json.loads(html_lib.unescape(match.group(1)))
+    assert config["limits"]["max_message_chars"] == chat.MAX_MESSAGE_CHARS
+    assert config["limits"]["top_k"] == [chat.MIN_TOP_K, chat.MAX_TOP_K]
+    assert config["defaults"]["max_tokens"] == 512 and config["commands"] == page_commands()
