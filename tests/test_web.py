@@ -4,6 +4,7 @@ malformed bodies, size cap, queue full, disconnects, concurrency with real model
 from __future__ import annotations
 
 import asyncio
+import html as html_lib
 import json
 import logging
 import os
@@ -69,7 +70,11 @@ async def test_page_has_the_controls_security_headers_and_no_inline_script(make_
     assert resp.headers["X-Content-Type-Options"] == "nosniff"
     # Every script is an external same-origin file; no inline handlers; nothing from a CDN.
     scripts = re.findall(r"<script\b([^>]*)>(.*?)</script>", html, re.S)
-    assert scripts and all('src="/static/' in attrs and body.strip() == "" for attrs, body in scripts)
+    code = [(attrs, body) for attrs, body in scripts if 'type="application/json"' not in attrs]
+    data = [body for attrs, body in scripts if 'type="application/json"' in attrs]
+    assert code and all('src="/static/' in attrs and body.strip() == "" for attrs, body in code)
+    # the one data block (page_config) is inert JSON that cannot close its element
+    assert len(data) == 1 and "<" not in data[0] and json.loads(html_lib.unescape(data[0]))
     assert not re.search(r"\son[a-z]+\s*=", html) and "style=" not in html
     assert "http://" not in html and "https://" not in html
     assert 'placeholder="Ask anything"' in html
