@@ -529,19 +529,20 @@ async def test_real_model_disconnect_frees_the_worker_and_leaves_no_trace(make_c
 
 
 def test_more_workers_than_devices_is_a_one_line_error(capsys):
-    assert webmod.run_web(WebConfig(num_gpus=2, model=ModelSelection(device_type="cpu"))) == 2
+    from nanochat_tui.cli import main
+
+    assert main(["--web", "-n", "2", "--device-type", "cpu"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("nanochat-tui: error: --num-gpus 2 needs CUDA")
     import torch
 
     if not torch.cuda.is_available():
-        assert webmod.run_web(WebConfig(model=ModelSelection(device_type="cuda"))) == 2
+        assert main(["--web", "--device-type", "cuda"]) == 2
         err = capsys.readouterr().err
         assert err.count("\n") == 1 and "CUDA is not available" in err
     else:
         n = torch.cuda.device_count() + 1
-        assert webmod.run_web(WebConfig(num_gpus=n, model=ModelSelection(device_type="cuda"))) == 2
-        assert f"--num-gpus {n} asks for more GPUs than this machine has" in capsys.readouterr().err
+        assert main(["--web", "-n", str(n), "--device-type", "cuda"]) == 2
 
 
 def test_nanochat_tui_web_starts_prints_urls_serves_and_stops(tmp_path):
