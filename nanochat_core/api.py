@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import torch
 
-from .chat import Message, SamplingParams, render_messages, reply_key, validate_messages
+from .chat import Message, SamplingParams, render_messages, reply_key
 from .checkpoints import (
     CheckpointError,
     CheckpointLocation,
@@ -26,6 +26,7 @@ from .checkpoints import (
     read_model_config,
     read_state_dict,
 )
+from .conversation import Conversation
 from .engine import Engine
 from .events import Done, Event
 from .model_info import ModelInfo
@@ -79,6 +80,12 @@ class ChatModel:
         clean = [m if isinstance(m, Message) else Message(m["role"], m["content"] if isinstance(m["content"], str) else tuple(m["content"])) for m in messages]
         return render_messages(self.tokenizer, clean)
 
+    @property
+    def tokenizer_id(self) -> str:
+        """Which tokenizer this model's ids belong to (a Conversation re-renders replies recorded
+        with another one, e.g. after switching models)."""
+        return self.tokenizer.fingerprint
+
     @torch.inference_mode()
     def logits(self, ids: Sequence[int]) -> torch.Tensor:
         """Full-sequence forward: float32 logits [len(ids), vocab_size] (softcapped)."""
@@ -96,19 +103,22 @@ class ChatModel:
                cancel: threading.Event | None = None) -> Iterator[Event]:
         return self.engine.stream(list(ids), sampling or SamplingParams(), cancel)
 
-    def chat(self, messages: Sequence[Any], sampling: SamplingParams | None = None,
+    def chat(self, request: "Conversation | Sequence[Any]", sampling: SamplingParams | None = None,
              cancel: threading.Event | None = None) -> Iterator[Event]:
-        """Validate (raises ValidationError before any work), render and stream a reply.
+        """Validate (raises ValidationError before any work), render and stream the next reply
+        of `request`: a Conversation (its exact token history), or role/content messages.
 
-        Replies this model generated earlier and that come back in `messages` (as text or as
+        Replies this model generated earlier and that come back as messages (as text or as
         parts) are rendered with the ids the model wrote, so the next turn extends the KV cache."""
-        return self._remembering(self.stream(self.render_chat(messages), sampling, cancel))
+        return self._remembering(self.stream(self.render_chat(request), sampling, cancel))
 
-    def render_chat(self, messages: Sequence[Any]) -> list[int]:
-        """Validate and render for a reply, with remembered replies as their generated ids."""
-        clean = validate_messages(messages)
+    def render_chat(self, request: "Conversation | Sequence[Any]") -> list[int]:
+        """Validate and render for a reply (nanochat_core.conversation has the token rules)."""
+        conversation = request if isinstance(request, Conversation) else Conversation.from_messages(request)
+        conversation.validate()
         with self._replies_lock:
-            return render_messages(self.tokenizer, clean, self._replies)
+            return conversation.prompt_ids(self.tokenizer, tokenizer_id=self.tokenizer_id,
+                                           known=self._replies)
 
     def remember(self, done: Done) -> None:
         """Keep a finished reply's ids so that the client sending it back maps to them."""
@@ -158,16 +168,20 @@ class BatchedChatModel:
                cancel: threading.Event | None = None) -> Iterator[Event]:
         return self.engine.stream(list(ids), sampling or SamplingParams(), cancel)
 
-    def chat(self, messages: Sequence[Any], sampling: SamplingParams | None = None,
+    @property
+    def tokenizer_id(self) -> str:
+        return self.base.tokenizer_id
+
+    def chat(self, request: "Conversation | Sequence[Any]", sampling: SamplingParams | None = None,
              cancel: threading.Event | None = None) -> Iterator[Event]:
         """Validate (raises ValidationError), render and stream; blocking, thread-safe."""
-        return self.base._remembering(self.stream(self.base.render_chat(messages), sampling, cancel))
+        return self.base._remembering(self.stream(self.base.render_chat(request), sampling, cancel))
 
-    def submit(self, messages: Sequence[Any], sampling: SamplingParams, emit: Callable[[Event], None],
-               cancel: threading.Event | None = None) -> threading.Event:
+    def submit(self, request: "Conversation | Sequence[Any]", sampling: SamplingParams,
+               emit: Callable[[Event], None], cancel: threading.Event | None = None) -> threading.Event:
         """Non-blocking: validate and render now (may raise ValidationError), then `emit` is
         called from the scheduler thread with each event. Returns the cancel event."""
-        ids = self.base.render_chat(messages)
+        ids = self.base.render_chat(request)
 
         def emit_and_remember(event: Event) -> None:
             if isinstance(event, Done):

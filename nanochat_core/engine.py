@@ -120,6 +120,7 @@ class EventBuilder:
         self.block_ids: list[int] = []
         self.pending_call: str | None = None
         self.stopped = False  # a stop token was emitted
+        self.stop_id: int | None = None
 
     def _add_text(self, piece: str) -> None:
         if not piece:
@@ -134,7 +135,7 @@ class EventBuilder:
             self.first_token_at = time.perf_counter()
         ids = self.ids
         if token in ids.stops:
-            self.stopped = True
+            self.stopped, self.stop_id = True, token
             return []
         self.produced.append(token)
         events: list[Event] = []
@@ -174,6 +175,16 @@ class EventBuilder:
         if tail and self.block is None:
             self._add_text(tail)
             events.append(TextDelta(tail))
+        if self.block is not None:
+            # The reply ended inside a python / output block (max tokens, a stop token, Stop):
+            # what the model wrote there is part of the reply and must be seen, not dropped.
+            content = self.tokenizer.decode(self.block_ids)
+            self.parts.append({"type": self.block, "text": content})
+            if self.block == "python":
+                events += [ToolCall(content), ToolResult(content, None)]
+            else:
+                events.append(ToolResult(self.pending_call or "", content))
+            self.block, self.pending_call = None, None
         end = time.perf_counter()
         stats = GenerationStats(
             prompt_tokens=self.prompt_tokens,
@@ -182,7 +193,7 @@ class EventBuilder:
             total_s=end - self.start,
             cached_tokens=cached_tokens,
         )
-        events.append(Done(reason, stats, tuple(self.produced), tuple(self.parts)))
+        events.append(Done(reason, stats, tuple(self.produced), tuple(self.parts), self.stop_id))
         return events
 
 

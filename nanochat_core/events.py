@@ -66,8 +66,15 @@ class Done:
 
     reason: StopReason
     stats: GenerationStats
-    token_ids: tuple[int, ...] = ()
+    token_ids: tuple[int, ...] = ()  # every token the reply appended, forced ones included, without the stop token
     parts: tuple[dict, ...] = field(default_factory=tuple)
+    stop_id: int | None = None  # the stop token that ended it (<|assistant_end|> or <|bos|>), if one did
+
+    @property
+    def generated_ids(self) -> tuple[int, ...]:
+        """Every token the engine yielded, the stop token included: what nanochat's chat_cli
+        appends to its history (before closing the turn with <|assistant_end|>)."""
+        return self.token_ids + (() if self.stop_id is None else (self.stop_id,))
 
     @property
     def text(self) -> str:

@@ -10,6 +10,8 @@ validate that state and build the Encoding ourselves.
 from __future__ import annotations
 
 import codecs
+import functools
+import hashlib
 import io
 import pickle
 from pathlib import Path
@@ -133,6 +135,17 @@ class Tokenizer:
 
     def token_bytes(self, token_id: int) -> bytes:
         return self.enc.decode_single_token_bytes(token_id)
+
+    @functools.cached_property
+    def fingerprint(self) -> str:
+        """A short hash of what decides token ids (the split pattern, every merge and special
+        id): two tokenizers with the same fingerprint give the same ids for the same text."""
+        digest = hashlib.sha256(self.enc._pat_str.encode("utf-8"))
+        for token, rank in sorted(self.enc._mergeable_ranks.items(), key=lambda item: item[1]):
+            digest.update(rank.to_bytes(4, "little") + len(token).to_bytes(2, "little") + token)
+        for name, token_id in sorted(self._special.items()):
+            digest.update(name.encode("utf-8") + token_id.to_bytes(4, "little"))
+        return digest.hexdigest()[:16]
 
 
 class StreamDecoder:

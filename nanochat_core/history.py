@@ -1,0 +1,456 @@
+"""Saved conversations: one SQLite file (stdlib sqlite3), written turn by turn as it happens.
+
+- WAL mode and a busy timeout: two instances can read and write at once without corruption;
+  every write is one short transaction.
+- A versioned schema (`PRAGMA user_version`) with migrations in order; a database made by a newer
+  version is never written (the app runs without saving and says why).
+- Anything wrong with the file (locked for too long, read-only, corrupt, newer schema) raises
+  `HistoryUnavailable` with one line; nothing is ever overwritten or "repaired" silently.
+- Node ids are random 52-bit integers (JavaScript-safe), so two instances adding messages to the
+  same conversation add branches instead of clashing.
+
+`attach(conversation)` makes the store save every change of that conversation as it happens
+(see Conversation's observers); a streaming reply is saved as `partial` and updated while it
+grows, so a `kill -9` loses at most what arrived since the last update.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import sys
+import threading
+import time
+from array import array
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+from .chat import SamplingParams
+from .conversation import Conversation, Node
+from .errors import NanochatError
+
+SCHEMA_VERSION = 1
+BUSY_TIMEOUT_MS = 5000  # how long a write waits for another instance's transaction
+EXPORT_FORMAT = "nanochat-tui.conversation"
+EXPORT_VERSION = 1
+
+_SCHEMA_V1 = """
+CREATE TABLE conversations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    uid TEXT NOT NULL UNIQUE,
+    title TEXT,
+    system TEXT,
+    sampling TEXT NOT NULL,
+    model TEXT NOT NULL,
+    head INTEGER,
+    created REAL NOT NULL,
+    updated REAL NOT NULL
+);
+CREATE TABLE nodes (
+    conversation_id INTEGER NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+    id INTEGER NOT NULL,
+    parent INTEGER,
+    role TEXT NOT NULL,
+    content TEXT NOT NULL,
+    token_ids BLOB,
+    tokenizer TEXT,
+    state TEXT NOT NULL,
+    error TEXT,
+    stats TEXT,
+    seed INTEGER,
+    created REAL NOT NULL,
+    PRIMARY KEY (conversation_id, id)
+);
+CREATE INDEX conversations_by_updated ON conversations(updated);
+"""
+
+# Migrations: MIGRATIONS[v] turns a version-v database into version v+1.
+MIGRATIONS: dict[int, str] = {0: _SCHEMA_V1}
+
+
+class HistoryUnavailable(NanochatError):
+    """The history database cannot be used; `str()` says which file and why, in one line."""
+
+
+@dataclass(frozen=True)
+class Summary:
+    """One line of `history list`."""
+
+    id: int
+    uid: str
+    title: str
+    messages: int
+    model: str
+    created: float
+    updated: float
+
+
+def _ids_blob(ids: tuple[int, ...] | None) -> bytes | None:
+    """Token ids as little-endian uint32 (4 bytes each, vs ~6 as JSON text)."""
+    if ids is None:
+        return None
+    packed = array("I", ids)
+    if sys.byteorder != "little":  # pragma: no cover - big-endian hosts
+        packed.byteswap()
+    return packed.tobytes()
+
+
+def _ids_tuple(blob: bytes | None) -> tuple[int, ...] | None:
+    if blob is None:
+        return None
+    packed = array("I")
+    packed.frombytes(blob)
+    if sys.byteorder != "little":  # pragma: no cover
+        packed.byteswap()
+    return tuple(packed)
+
+
+def _content_json(content: str | tuple[dict, ...]) -> str:
+    return json.dumps(content if isinstance(content, str) else list(content), ensure_ascii=False)
+
+
+def _content_value(text: str) -> str | tuple[dict, ...]:
+    value = json.loads(text)
+    return value if isinstance(value, str) else tuple(value)
+
+
+def model_label(model: dict) -> str:
+    """A short name for a conversation's model identity (history list)."""
+    return str(model.get("name") or model.get("model_tag") or model.get("server") or "")
+
+
+class HistoryStore:
+    """The conversations database at `path`. Open with `HistoryStore.open(path)`."""
+
+    def __init__(self, path: Path, connection: sqlite3.Connection) -> None:
+        self.path = path
+        self._db = connection
+        self._lock = threading.RLock()  # one connection shared by the UI and worker threads
+        self.error: str | None = None  # set when a write failed: saving stopped, say why
+
+    # ---- opening ----
+
+    @classmethod
+    def open(cls, path: str | Path) -> "HistoryStore":
+        """Open (creating if needed) the database; HistoryUnavailable if it cannot be used."""
+        path = Path(path).expanduser()
+        where = str(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise HistoryUnavailable(f"cannot create {path.parent}: {e.strerror or e}") from None
+        if path.exists() and not path.is_file():
+            raise HistoryUnavailable(f"{where} is not a regular file")
+        if path.exists() and not os.access(path, os.W_OK):
+            raise HistoryUnavailable(f"{where} is read-only")
+        try:
+            db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                                 check_same_thread=False)
+        except sqlite3.Error as e:
+            raise HistoryUnavailable(f"cannot open {where}: {e}") from None
+        try:
+            version = db.execute("PRAGMA user_version").fetchone()[0]
+            if version > SCHEMA_VERSION:
+                raise HistoryUnavailable(
+                    f"{where} was written by a newer nanochat-tui (schema {version}; this one knows "
+                    f"{SCHEMA_VERSION}): it is left untouched")
+            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
+            if str(mode).lower() != "wal":
+                raise HistoryUnavailable(f"cannot use WAL mode on {where} (got {mode})")
+            db.execute("PRAGMA synchronous = NORMAL")
+            db.execute("PRAGMA foreign_keys = ON")
+            if version < SCHEMA_VERSION:
+                cls._migrate(db, version)
+            db.execute("SELECT count(*) FROM conversations").fetchone()
+        except HistoryUnavailable:
+            db.close()
+            raise
+        except sqlite3.DatabaseError as e:
+            db.close()
+            raise HistoryUnavailable(f"cannot use {where}: {_reason(e)}") from None
+        return cls(path, db)
+
+    @staticmethod
+    def _migrate(db: sqlite3.Connection, version: int) -> None:
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            current = db.execute("PRAGMA user_version").fetchone()[0]  # another instance may have won
+            for v in range(current, SCHEMA_VERSION):
+                for statement in filter(str.strip, MIGRATIONS[v].split(";")):
+                    db.execute(statement)
+            db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # ---- writing (each call is one short transaction) ----
+
+    def _write(self, sql_and_params: Iterable[tuple[str, tuple]]) -> None:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql, params in sql_and_params:
+                    self._db.execute(sql, params)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def _conversation_row(self, conv: Conversation) -> tuple:
+        sampling = {"temperature": conv.sampling.temperature, "top_k": conv.sampling.top_k,
+                    "max_tokens": conv.sampling.max_tokens, "seed": conv.sampling.seed}
+        return (conv.title, conv.system, json.dumps(sampling), json.dumps(conv.model, ensure_ascii=False),
+                conv.head, conv.created, conv.updated)
+
+    def _node_row(self, conv: Conversation, node: Node) -> tuple:
+        return (conv.id, node.id, node.parent, node.role, _content_json(node.content),
+                _ids_blob(node.token_ids), node.tokenizer, node.state, node.error,
+                None if node.stats is None else json.dumps(node.stats), node.seed, node.created)
+
+    def save(self, conv: Conversation) -> int:
+        """Insert a conversation and all its messages (e.g. an import); returns its id."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                cur = self._db.execute(
+                    "INSERT INTO conversations (uid, title, system, sampling, model, head, created, updated)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (conv.uid, *self._conversation_row(conv)))
+                conv.id = int(cur.lastrowid)
+                for node in conv.nodes.values():
+                    self._db.execute(_INSERT_NODE, self._node_row(conv, node))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return conv.id
+
+    def attach(self, conv: Conversation) -> None:
+        """Save this conversation from now on, change by change. A new conversation is written
+        when its first message arrives (an empty chat leaves no row behind)."""
+        conv.observers.append(_Saver(self))
+
+    def delete(self, conversation_id: int) -> bool:
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("DELETE FROM nodes WHERE conversation_id = ?", (conversation_id,))
+                cur = self._db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return cur.rowcount > 0
+
+    def rename(self, conversation_id: int, title: str) -> None:
+        self._write([("UPDATE conversations SET title = ?, updated = ? WHERE id = ?",
+                      (title, time.time(), conversation_id))])
+
+    # ---- reading ----
+
+    def _summaries(self, where: str = "", params: tuple = (), limit: int | None = None) -> list[Summary]:
+        sql = ("SELECT c.id, c.uid, c.title, c.model, c.created, c.updated,"
+               " (SELECT count(*) FROM nodes n WHERE n.conversation_id = c.id)"
+               f" FROM conversations c {where} ORDER BY c.updated DESC, c.id DESC")
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        with self._lock:
+            rows = self._db.execute(sql, params).fetchall()
+        return [Summary(id=r[0], uid=r[1], title=r[2] or "(untitled)", model=model_label(json.loads(r[3])),
+                        created=r[4], updated=r[5], messages=r[6]) for r in rows]
+
+    def list(self, limit: int | None = None) -> list[Summary]:
+        """Conversations, most recently updated first."""
+        return self._summaries(limit=limit)
+
+    def search(self, text: str, limit: int | None = None) -> list[Summary]:
+        """Conversations whose title or any message contains `text` (case-insensitive)."""
+        pattern = "%" + text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        return self._summaries(
+            "WHERE c.title LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM nodes n WHERE"
+            " n.conversation_id = c.id AND n.content LIKE ? ESCAPE '\\')", (pattern, pattern), limit)
+
+    def latest_id(self) -> int | None:
+        found = self._summaries(limit=1)
+        return found[0].id if found else None
+
+    def resolve(self, ref: str | int) -> int:
+        """A conversation id from what a user typed: its number, or a prefix of its uid."""
+        text = str(ref).strip()
+        with self._lock:
+            if text.isdigit():
+                row = self._db.execute("SELECT id FROM conversations WHERE id = ?", (int(text),)).fetchone()
+            else:
+                rows = self._db.execute("SELECT id FROM conversations WHERE uid LIKE ?",
+                                        (text.replace("%", "") + "%",)).fetchall()
+                row = rows[0] if len(rows) == 1 and text else None
+        if row is None:
+            raise HistoryUnavailable(f"no saved conversation {text!r} in {self.path} "
+                                     "(nanochat-tui history list shows them)")
+        return int(row[0])
+
+    def load(self, conversation_id: int) -> Conversation:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT uid, title, system, sampling, model, head, created, updated FROM conversations"
+                " WHERE id = ?", (conversation_id,)).fetchone()
+            if row is None:
+                raise HistoryUnavailable(f"no saved conversation {conversation_id} in {self.path}")
+            nodes = self._db.execute(
+                "SELECT id, parent, role, content, token_ids, tokenizer, state, error, stats, seed, created"
+                " FROM nodes WHERE conversation_id = ? ORDER BY created, rowid", (conversation_id,)).fetchall()
+        uid, title, system, sampling, model, head, created, updated = row
+        s = json.loads(sampling)
+        conv = Conversation(system=system, model=json.loads(model), title=title, uid=uid, created=created,
+                            sampling=SamplingParams(temperature=s["temperature"], top_k=s["top_k"],
+                                                    max_tokens=s["max_tokens"], seed=s["seed"]))
+        conv.id = conversation_id
+        for nid, parent, role, content, ids, tok, state, error, stats, seed, ncreated in nodes:
+            node = Node(nid, parent, role, _content_value(content), token_ids=_ids_tuple(ids), tokenizer=tok,
+                        state=state, error=error, stats=None if stats is None else json.loads(stats),
+                        seed=seed, created=ncreated)
+            conv.nodes[nid] = node
+            conv.children.setdefault(nid, [])
+        for node in conv.nodes.values():
+            parent = node.parent if node.parent in conv.nodes else None
+            node.parent = parent
+            conv.children.setdefault(parent, []).append(node.id)
+        conv.head = head if head in conv.nodes else (conv.latest_leaf(conv.children[None][-1])
+                                                     if conv.children[None] else None)
+        conv.updated = updated
+        return conv
+
+    def all_ids(self) -> Iterator[int]:
+        for summary in self._summaries():
+            yield summary.id
+
+
+_INSERT_NODE = ("INSERT OR REPLACE INTO nodes (conversation_id, id, parent, role, content, token_ids, tokenizer,"
+                " state, error, stats, seed, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+class _Saver:
+    """A Conversation observer that writes each change to the store. A failed write stops
+    saving (store.error says why, for the front-end to show); the chat itself goes on."""
+
+    def __init__(self, store: HistoryStore) -> None:
+        self.store = store
+
+    def _guard(self, conv: Conversation, writes: list[tuple[str, tuple]]) -> None:
+        if self.store.error is not None:
+            return
+        try:
+            if conv.id is None:
+                if not conv.nodes:
+                    return
+                self.store.save(conv)
+                return
+            self.store._write(writes)
+        except (sqlite3.Error, OSError) as e:
+            self.store.error = f"stopped saving to {self.store.path}: {_reason(e)}"
+
+    def node_added(self, conv: Conversation, node: Node) -> None:
+        self._guard(conv, [(_INSERT_NODE, self.store._node_row(conv, node))])
+
+    def node_changed(self, conv: Conversation, node: Node) -> None:
+        self._guard(conv, [(_INSERT_NODE, self.store._node_row(conv, node))])
+
+    def conversation_changed(self, conv: Conversation) -> None:
+        if conv.id is None and not conv.nodes:
+            return
+        self._guard(conv, [(
+            "UPDATE conversations SET title = ?, system = ?, sampling = ?, model = ?, head = ?, created = ?,"
+            " updated = ? WHERE id = ?", (*self.store._conversation_row(conv), conv.id))])
+
+
+def _reason(e: BaseException) -> str:
+    text = str(e) or type(e).__name__
+    if "not a database" in text or "malformed" in text:
+        return f"the file is damaged or not a nanochat-tui history ({text})"
+    if "locked" in text or "busy" in text:
+        return f"another program holds it locked ({text})"
+    if "readonly" in text or "read-only" in text:
+        return f"it is read-only ({text})"
+    return text
+
+
+# ---- export ----
+
+def _iso(t: float) -> str:
+    return datetime.fromtimestamp(t, tz=timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def export_json(conv: Conversation) -> dict[str, Any]:
+    """The documented JSON shape (docs/conversation-format.md; schema in
+    docs/conversation.schema.json): every message of every branch, and the branch on screen."""
+    s = conv.sampling
+    return {
+        "format": EXPORT_FORMAT,
+        "version": EXPORT_VERSION,
+        "id": conv.id,
+        "uid": conv.uid,
+        "title": conv.title,
+        "created": _iso(conv.created),
+        "updated": _iso(conv.updated),
+        "system": conv.system,
+        "sampling": {"temperature": s.temperature, "top_k": s.top_k, "max_tokens": s.max_tokens, "seed": s.seed},
+        "model": conv.model,
+        "head": conv.head,
+        "path": [node.id for node in conv.path()],
+        "messages": [
+            {
+                "id": node.id,
+                "parent": node.parent,
+                "role": node.role,
+                "content": node.content if isinstance(node.content, str) else [dict(p) for p in node.content],
+                "state": node.state,
+                "error": node.error,
+                "stats": node.stats,
+                "seed": node.seed,
+                "created": _iso(node.created),
+                "token_ids": None if node.token_ids is None else list(node.token_ids),
+                "tokenizer": node.tokenizer,
+            }
+            for node in sorted(conv.nodes.values(), key=lambda n: n.created)
+        ],
+    }
+
+
+def export_markdown(conv: Conversation) -> str:
+    """The branch on screen as Markdown (what a person would paste somewhere)."""
+    lines = [f"# {conv.title or 'Conversation'}", ""]
+    meta = [f"saved {_iso(conv.updated)}"]
+    if conv.model:
+        meta.append(f"model {model_label(conv.model)}")
+    lines += [f"_{' · '.join(meta)}_", ""]
+    if conv.system:
+        lines += ["**System:**", "", conv.system, ""]
+    for node in conv.path():
+        if node.role == "user":
+            lines += ["## You", "", node.text, ""]
+            continue
+        lines += ["## Assistant", ""]
+        parts = node.content if not isinstance(node.content, str) else ({"type": "text", "text": node.content},)
+        for part in parts:
+            if part["type"] == "text":
+                lines.append(part["text"])
+            elif part["type"] == "python":
+                lines += ["", f"`calculator: {part['text']}`"]
+            else:
+                lines += [f"`= {part['text']}`", ""]
+        note = {"stopped": "(stopped)", "length": "(max tokens reached)", "partial": "(interrupted)",
+                "error": f"(failed: {node.error})", "lost": "(connection lost)"}.get(node.state)
+        if note:
+            lines += ["", f"_{note}_"]
+        if not node.text and not note and isinstance(node.content, str):
+            lines.append("_(empty reply)_")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
