@@ -245,6 +245,7 @@ class RemoteChatModel:
         except ValueError:
             raise RemoteError(f"--server {base_url!r} has an invalid port") from None
         self._https = parts.scheme == "https"
+        self._tls = ssl.create_default_context() if self._https else None
         self._host = parts.hostname
         self._prefix = parts.path.rstrip("/")
         self.base_url = f"{parts.scheme}://{parts.netloc}{self._prefix}"
@@ -279,22 +280,25 @@ class RemoteChatModel:
 
     def _open(self, cancel: threading.Event, where: str,
               started: float | None = None) -> tuple[http.client.HTTPConnection, ExchangeGuard]:
-        """A connection (not yet connected) and the guard over its exchange. The guard starts
-        first, so a TLS handshake or headers sent a byte at a time are bounded too."""
+        """A connection (not yet connected) and the guard over its exchange."""
         if self._https:
             conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                self._host, self._port, timeout=self.limits.connect_s, context=ssl.create_default_context())
+                self._host, self._port, timeout=self.limits.connect_s, context=self._tls)
         else:
             conn = http.client.HTTPConnection(self._host, self._port, timeout=self.limits.connect_s)
-        return conn, ExchangeGuard(conn, self.limits, cancel, where=where, started=started)
+        return conn, ExchangeGuard(self.limits, cancel, where=where, started=started)
 
     def _send(self, conn: http.client.HTTPConnection, guard: ExchangeGuard, method: str, path: str,
               payload: dict | None = None, stream: bool = False) -> http.client.HTTPResponse:
         """Connect, send one request, read the status line and headers. OSError / HTTPException
         for network problems (or when the guard shut the socket: see its `tripped`)."""
-        conn.connect()
-        conn.sock.settimeout(None)  # from here on the guard's deadlines decide, not each recv
+        # TCP first, then TLS here rather than in HTTPSConnection.connect, so that the guard
+        # watches the handshake too (a server may stall it or send it a byte at a time).
+        http.client.HTTPConnection.connect(conn)
         guard.attach(conn.sock)
+        if self._https:
+            conn.sock = self._tls.wrap_socket(conn.sock, server_hostname=self._host)
+        conn.sock.settimeout(None)  # from here on the guard's deadlines decide, not each recv
         headers = self._headers(stream)
         body = None
         if payload is not None:

@@ -129,9 +129,8 @@ class ExchangeGuard:
     deadline message. The reader reports progress (`event()`) per complete event: bytes alone
     never move a deadline, so a server trickling bytes cannot keep a reply alive."""
 
-    def __init__(self, conn: Any, limits: ClientLimits, cancel: threading.Event, *,
+    def __init__(self, limits: ClientLimits, cancel: threading.Event, *,
                  where: str, started: float | None = None) -> None:
-        self._conn = conn
         self._limits = limits
         self._cancel = cancel
         self._where = where
@@ -148,11 +147,13 @@ class ExchangeGuard:
     # -- the reader's side --
 
     def attach(self, sock: socket.socket) -> None:
-        """The connected socket. Held here because http.client drops `conn.sock` as soon as a
-        response says `Connection: close` (it reads on through a file made from the socket)."""
-        self._sock = sock
-        if self.tripped:  # tripped while connecting: the socket it could not reach then
-            self._shutdown(sock)
+        """The connected TCP socket, before any TLS handshake. The guard keeps its own duplicate
+        (shutting that down ends the connection for every descriptor of it): wrapping in TLS
+        detaches the original object, and http.client drops `conn.sock` as soon as a response
+        says `Connection: close` (it reads on through a file made from the socket)."""
+        self._sock = sock.dup()
+        if self.tripped:  # tripped while connecting
+            self._shutdown(self._sock)
 
     def event(self) -> None:
         """A complete event arrived: from now on the idle deadline applies, restarted."""
@@ -166,6 +167,8 @@ class ExchangeGuard:
 
     def close(self) -> None:
         self._finished.set()
+        if self._sock is not None:
+            self._sock.close()
 
     # -- the watcher --
 
@@ -195,13 +198,12 @@ class ExchangeGuard:
         if self._finished.is_set():
             return
         self.tripped = why
-        # Before `attach`, conn.sock is the socket being connected (a TLS handshake runs on it).
-        self._shutdown(self._sock or getattr(self._conn, "sock", None))
+        self._shutdown(self._sock)  # before `attach` only the connect timeout runs
 
     @staticmethod
     def _shutdown(sock: socket.socket | None) -> None:
         if sock is not None:
-            try:  # the plain socket's shutdown: also wakes a TLS read or handshake on it
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
-            except (OSError, TypeError):
+            try:  # wakes a blocked read, TLS handshake and record reads included
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
                 pass

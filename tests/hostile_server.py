@@ -17,11 +17,15 @@ and headers included (to trickle or garble them). `bytes_sent` counts what went 
 from __future__ import annotations
 
 import json
+import shutil
 import socket
+import ssl
+import subprocess
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable, Iterable, Iterator, Union
+from pathlib import Path
+from typing import Callable, Iterable, Iterator
 
 
 @dataclass(frozen=True)
@@ -31,7 +35,7 @@ class Pause:
     seconds: float
 
 
-Chunk = Union[bytes, Pause]
+Chunk = bytes | Pause
 RAW = 0  # an answer "status" meaning: no status line or headers of ours, the chunks are all of it
 # A chat handler gets the parsed request body and returns (status, headers, body chunks).
 ChatAnswer = tuple[int, dict, Iterable[Chunk]]
@@ -76,10 +80,12 @@ def error_reply(status: int, message: str) -> ChatHandler:
 
 class HostileServer:
     """Serve `models` at /v1/models (or `models_answer` = (status, body bytes or chunks)) and
-    `chat` at /v1/chat/completions. Records each chat request body in `requests`."""
+    `chat` at /v1/chat/completions. Records each chat request body in `requests`. With `tls`
+    = (certificate file, key file) it speaks HTTPS (see `self_signed`)."""
 
     def __init__(self, models: list[dict] | None = None, chat: ChatHandler | None = None,
-                 models_answer: tuple[int, bytes | Iterable[Chunk]] | None = None) -> None:
+                 models_answer: tuple[int, bytes | Iterable[Chunk]] | None = None,
+                 tls: tuple[str, str] | None = None) -> None:
         self.models = models if models is not None else [{"id": "m", "object": "model"}]
         self.chat = chat or stream_of(["Hello"])
         self.models_answer = models_answer
@@ -146,7 +152,11 @@ class HostileServer:
         self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
-        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.port}/v1"
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(*tls)
+            self._httpd.socket = context.wrap_socket(self._httpd.socket, server_side=True)
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},
                                         daemon=True)
 
@@ -185,6 +195,18 @@ def answer(status: int, chunks: Iterable[Chunk], content_type: str = "text/event
         return status, {"Content-Type": content_type}, chunks
 
     return handler
+
+
+def self_signed(folder: Path) -> tuple[str, str] | None:
+    """A certificate for 127.0.0.1 and its key, made by the openssl command (None without it).
+    A client trusts it with ssl.create_default_context(cafile=certificate)."""
+    if shutil.which("openssl") is None:
+        return None
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1",
+                    "-nodes", "-keyout", str(key), "-out", str(cert), "-days", "1", "-subj", "/CN=127.0.0.1",
+                    "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=30)
+    return str(cert), str(key)
 
 
 def free_port() -> int:

@@ -19,6 +19,8 @@ import itertools
 import json
 import math
 import os
+import socket
+import ssl
 import subprocess
 import tempfile
 import threading
@@ -32,7 +34,9 @@ from hostile_server import (
     Pause,
     answer,
     endless,
+    self_signed,
     sse_chunk,
+    stream_of,
     text_chunk,
     trickle,
 )
@@ -205,6 +209,42 @@ def test_a_reply_that_never_finishes_meets_the_total_deadline():
     assert text.startswith("tick tick ")
     assert events[-1] == ErrorEvent(f"{url} did not finish within 1 s (the 'total' deadline; "
                                     "raise it with --server-timeout total=SECONDS)")
+
+
+def test_a_stalled_tls_handshake_meets_the_first_deadline():
+    """The guard watches the TLS handshake too (the connect timeout alone would restart with
+    every byte of it)."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()  # accepts (the kernel does) and never says a word of TLS
+        url = f"https://127.0.0.1:{listener.getsockname()[1]}/v1"
+        with pytest.raises(RemoteError) as err:
+            RemoteChatModel(url, limits=ClientLimits(first_s=0.3))
+    assert str(err.value) == (f"no answer from {url}/models within 0.3 s (the 'first' deadline; "
+                              "raise it with --server-timeout first=SECONDS)")
+
+
+def test_https_replies_deadlines_and_stop(tmp_path, monkeypatch):
+    tls = self_signed(tmp_path)
+    if tls is None:
+        pytest.skip("no openssl command to make a certificate")
+    default_context = ssl.create_default_context
+    monkeypatch.setattr(ssl, "create_default_context", lambda *a, **k: default_context(cafile=tls[0]))
+    srv = HostileServer(chat=stream_of(["Hello", " there"]), tls=tls)
+    with srv as url:
+        m = RemoteChatModel(url, limits=ClientLimits(idle_s=0.5))
+        assert url.startswith("https://") and m.reply(USER) == "Hello there"
+        srv.chat = answer(200, [text_chunk("Hi"), *trickle(text_chunk(" there") * 3, 0.02)])
+        text, events = collect(m.chat(USER))
+        assert text == "Hi" and "sent no complete event for 0.5 s" in events[-1].message
+        srv.chat = answer(200, [text_chunk("Hi"), *trickle(b"data: " + b"t" * 1000, 0.02)])
+        cancel, events = threading.Event(), []
+        worker = threading.Thread(target=lambda: events.extend(m.chat(USER, cancel=cancel)))
+        worker.start()
+        assert wait_until(lambda: len(srv.requests) == 3)
+        cancel.set()
+        worker.join(5)
+        assert not worker.is_alive() and events[-1].reason == "cancelled"
 
 
 def test_stop_works_before_the_first_byte():
