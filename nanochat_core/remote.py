@@ -15,9 +15,13 @@ nanochat-tui's own `--web` /v1 API) through the interface the front-ends use fro
   OpenAI-compatible URL) raise RemoteError with one line; it is a CheckpointError (a ValueError),
   so every front-end already shows it as it shows a checkpoint that cannot be loaded (banner /
   stderr + exit 2). Problems during a reply arrive as ErrorEvent.
-- Stop: setting `cancel` closes the connection (a watcher shuts the socket down within ~50 ms,
-  even while waiting for the next chunk), which is how OpenAI-style servers learn to stop
-  generating; the stream then ends with Done(reason="cancelled").
+- Stop: setting `cancel` closes the connection (a watcher shuts the socket down at once, even
+  while waiting for the next chunk), which is how OpenAI-style servers learn to stop generating;
+  the stream then ends with Done(reason="cancelled").
+- Bounds (nanochat_core.remote_limits, docs/security.md): every line, event and body from the
+  server is capped, a reply is not read far past `max_tokens` (it ends as Done("length") with a
+  notice), and deadlines (first event, idle between events, total) end a stalled or trickling
+  server with one line. Each cap or deadline names itself in the message.
 
 Sampling on the wire: `temperature`, `max_tokens`, `seed` (OpenAI's names), and `top_k` as an
 extra top-level field, which vLLM, SGLang, llama.cpp's server and nanochat-tui read and most
@@ -45,11 +49,16 @@ from .chat import Message, SamplingParams, validate_messages
 from .checkpoints import CheckpointError
 from .events import Done, ErrorEvent, Event, GenerationStats, TextDelta
 from .model_info import ModelInfo
+from .remote_limits import (
+    DEFAULT_LIMITS,
+    CapExceeded,
+    ClientLimits,
+    ExchangeGuard,
+    read_capped,
+    size_text,
+)
 from .text import compact_line
 
-CONNECT_TIMEOUT_S = 10.0
-READ_TIMEOUT_S = 120.0  # longest wait for the next chunk (a long prefill on a busy server)
-CANCEL_POLL_S = 0.05
 USER_AGENT = "nanochat-tui"
 OPTIONAL_FIELDS = ("top_k", "stream_options", "seed")  # dropped if a server refuses them
 
@@ -122,11 +131,12 @@ def _network_problem(e: BaseException, where: str, connect_timeout: float) -> st
     if isinstance(e, ConnectionRefusedError):
         return f"cannot reach {where}: connection refused (is the server running?)"
     if isinstance(e, socket.gaierror):
-        return f"cannot reach {where}: unknown host ({e.strerror or e})"
+        return f"cannot reach {where}: unknown host ({_one_line(e.strerror or e)})"
     if isinstance(e, ssl.SSLError):
         return f"cannot reach {where}: TLS error ({_one_line(e.reason or e)})"
     if isinstance(e, (socket.timeout, TimeoutError)):
-        return f"no answer from {where} within {connect_timeout:g} s"
+        return (f"cannot reach {where}: no connection within {connect_timeout:g} s "
+                "(raise it with --server-timeout connect=SECONDS)")
     if isinstance(e, http.client.HTTPException):
         return f"{where} did not answer with HTTP ({type(e).__name__})"
     if isinstance(e, OSError):
@@ -154,16 +164,77 @@ def _wire_messages(messages: Sequence[Message]) -> list[dict]:
 
 
 # ---------------------------------------------------------------------------------------------
+# Reading a stream within the caps
+
+
+class _EventReader:
+    """The server-sent-events framing over an HTTP response: complete `data:` payloads, one at a
+    time, with every line and event bounded (ClientLimits). Comments, `event:`, `id:` and
+    `retry:` lines are ignored, as OpenAI's clients ignore them."""
+
+    def __init__(self, resp: Any, limits: ClientLimits, where: str) -> None:
+        self._resp = resp
+        self._limits = limits
+        self._where = where
+        self.ended = False  # the body ended (the server closed it)
+
+    def next_data(self) -> bytes | None:
+        """The next event's data (its lines joined by newlines); None at the end of the body.
+        OSError / HTTPException from the socket pass through; CapExceeded past a cap."""
+        lines: list[bytes] = []
+        size = 0
+        max_line = self._limits.max_line_bytes
+        while True:
+            line = self._resp.readline(max_line + 2)  # a line of max_line bytes plus its CRLF
+            if len(line.rstrip(b"\r\n")) > max_line:
+                raise CapExceeded(f"{self._where} sent a stream line longer than {size_text(max_line)}; "
+                                  "the reply was cut off (client-mode cap on one line)")
+            if not line:
+                self.ended = True
+                return b"\n".join(lines) if lines else None
+            text = line.rstrip(b"\r\n")
+            if not text:  # a blank line ends the event
+                if lines:
+                    return b"\n".join(lines)
+                continue
+            field, _, value = text.partition(b":")
+            if field != b"data":
+                continue
+            value = value[1:] if value.startswith(b" ") else value
+            size += len(value) + 1
+            if size > self._limits.max_event_bytes:
+                raise CapExceeded(f"{self._where} sent a stream event larger than "
+                                  f"{size_text(self._limits.max_event_bytes)} without ending it; the reply "
+                                  "was cut off (client-mode cap on one event)")
+            lines.append(value)
+
+
+def _hang_up(guard: ExchangeGuard, conn: http.client.HTTPConnection, resp: Any = None) -> None:
+    """End an exchange: stop its watcher and close the socket for good. The response holds its
+    own reference to the socket (http.client reads a `Connection: close` body through a file
+    made from it), so closing the connection alone would leave the server writing into it."""
+    guard.close()
+    if resp is not None:
+        resp.close()
+    conn.close()
+
+
+def _count(value: object) -> int | None:
+    """A token count from a server's usage object: a non-negative int, else None."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
+# ---------------------------------------------------------------------------------------------
 # The client
 
 
 class RemoteChatModel:
     """The ChatModel interface over an OpenAI-compatible /chat/completions stream. Thread-safe:
-    every chat() opens its own connection, so a web server may call it from many threads."""
+    every chat() opens its own connection, so a web server may call it from many threads.
+    `limits`: the caps and deadlines (nanochat_core.remote_limits; docs/security.md)."""
 
     def __init__(self, base_url: str, api_key: str | None = None, model: str | None = None,
-                 timeout: float = READ_TIMEOUT_S, connect_timeout: float = CONNECT_TIMEOUT_S,
-                 check: bool = True):
+                 check: bool = True, limits: ClientLimits | None = None):
         parts = urlsplit((base_url or "").strip())
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise RemoteError(
@@ -174,12 +245,12 @@ class RemoteChatModel:
         except ValueError:
             raise RemoteError(f"--server {base_url!r} has an invalid port") from None
         self._https = parts.scheme == "https"
+        self._tls = ssl.create_default_context() if self._https else None
         self._host = parts.hostname
         self._prefix = parts.path.rstrip("/")
         self.base_url = f"{parts.scheme}://{parts.netloc}{self._prefix}"
         self.api_key = api_key or None
-        self.timeout = float(timeout)
-        self.connect_timeout = float(connect_timeout)
+        self.limits = limits or DEFAULT_LIMITS
         self.notices: list[str] = []
         self._dropped: set[str] = set()  # optional fields this server refused
         self._lock = threading.Lock()
@@ -188,20 +259,18 @@ class RemoteChatModel:
             model, owned_by = self._pick_model(model)
         elif not model:
             raise RemoteError("a model id is needed when the server is not asked for its models")
-        self.model = model
-        self.info = remote_info(self.base_url, model, owned_by)
+        self.model = model  # sent back to the server exactly as it spelled it
+        # What we show and advertise (`--web --server` answers under this id) must be valid
+        # Unicode: a lone surrogate from a JSON escape would break every UTF-8 writer.
+        self.info = remote_info(self.base_url, _join_surrogates(model),
+                                _join_surrogates(owned_by) if owned_by else None)
+
+    def _notice(self, text: str) -> None:
+        with self._lock:
+            if text not in self.notices:
+                self.notices.append(text)
 
     # -- HTTP --
-
-    def _connect(self, read_timeout: float) -> http.client.HTTPConnection:
-        if self._https:
-            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
-                self._host, self._port, timeout=self.connect_timeout, context=ssl.create_default_context())
-        else:
-            conn = http.client.HTTPConnection(self._host, self._port, timeout=self.connect_timeout)
-        conn.connect()
-        conn.sock.settimeout(read_timeout)
-        return conn
 
     def _headers(self, stream: bool = False) -> dict:
         headers = {"User-Agent": USER_AGENT, "Accept": "text/event-stream" if stream else "application/json"}
@@ -209,20 +278,34 @@ class RemoteChatModel:
             headers["Authorization"] = f"Bearer {self.api_key}"
         return headers
 
-    def _request(self, method: str, path: str, payload: dict | None = None, stream: bool = False):
-        """(connection, response); OSError / HTTPException for network problems."""
-        conn = self._connect(self.timeout if stream else self.connect_timeout)
-        try:
-            headers = self._headers(stream)
-            body = None
-            if payload is not None:
-                body = json.dumps(payload).encode("utf-8")
-                headers["Content-Type"] = "application/json"
-            conn.request(method, self._prefix + path, body=body, headers=headers)
-            return conn, conn.getresponse()
-        except BaseException:
-            conn.close()
-            raise
+    def _open(self, cancel: threading.Event, where: str,
+              started: float | None = None) -> tuple[http.client.HTTPConnection, ExchangeGuard]:
+        """A connection (not yet connected) and the guard over its exchange."""
+        if self._https:
+            conn: http.client.HTTPConnection = http.client.HTTPSConnection(
+                self._host, self._port, timeout=self.limits.connect_s, context=self._tls)
+        else:
+            conn = http.client.HTTPConnection(self._host, self._port, timeout=self.limits.connect_s)
+        return conn, ExchangeGuard(self.limits, cancel, where=where, started=started)
+
+    def _send(self, conn: http.client.HTTPConnection, guard: ExchangeGuard, method: str, path: str,
+              payload: dict | None = None, stream: bool = False) -> http.client.HTTPResponse:
+        """Connect, send one request, read the status line and headers. OSError / HTTPException
+        for network problems (or when the guard shut the socket: see its `tripped`)."""
+        # TCP first, then TLS here rather than in HTTPSConnection.connect, so that the guard
+        # watches the handshake too (a server may stall it or send it a byte at a time).
+        http.client.HTTPConnection.connect(conn)
+        guard.attach(conn.sock)
+        if self._https:
+            conn.sock = self._tls.wrap_socket(conn.sock, server_hostname=self._host)
+        conn.sock.settimeout(None)  # from here on the guard's deadlines decide, not each recv
+        headers = self._headers(stream)
+        body = None
+        if payload is not None:
+            body = json.dumps(payload).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        conn.request(method, self._prefix + path, body=body, headers=headers)
+        return conn.getresponse()
 
     def _refused(self, status: int, message: str) -> str:
         detail = f"HTTP {status}" + (f": {message}" if message else "")
@@ -232,20 +315,34 @@ class RemoteChatModel:
             return f"{self.base_url} refused the API key ({detail})"
         return ""
 
+    def _error_body(self, resp) -> str:
+        """The server's words from an error answer, read within the error-body cap."""
+        try:
+            return error_message(read_capped(resp, self.limits.max_error_bytes))
+        except CapExceeded as e:
+            return f"(an error body over {e}, not read: client-mode cap)"
+
     # -- model selection (connect time) --
 
     def _pick_model(self, wanted: str | None) -> tuple[str, str | None]:
         where = f"{self.base_url}/models"
+        # Nothing stops a connect but its deadlines: the guard watches an event never set.
+        conn, guard = self._open(threading.Event(), where)
+        resp = None
         try:
-            conn, resp = self._request("GET", "/models")
-            try:
-                status, body = resp.status, resp.read()
-            finally:
-                conn.close()
-        except (OSError, http.client.HTTPException) as e:
-            raise RemoteError(_network_problem(e, self.base_url, self.connect_timeout)) from None
+            resp = self._send(conn, guard, "GET", "/models")
+            status = resp.status
+            body = read_capped(resp, self.limits.max_body_bytes) if status == 200 else b""
+            message = "" if status == 200 else self._error_body(resp)
+        except CapExceeded as e:
+            raise RemoteError(f"{where} sent more than {e}; not read (client-mode cap on response bodies)") from None
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            raise RemoteError(guard.tripped or _network_problem(e, self.base_url, self.limits.connect_s)) from None
+        finally:
+            _hang_up(guard, conn, resp)
+        if guard.tripped:  # the body ended early because a deadline shut the socket
+            raise RemoteError(guard.tripped)
         if status != 200:
-            message = error_message(body)
             refused = self._refused(status, message)
             if refused:
                 raise RemoteError(refused)
@@ -266,7 +363,7 @@ class RemoteChatModel:
         ids = [m["id"] for m in models]
         if wanted:
             if wanted not in ids:
-                available = ", ".join(ids[:8]) + (" …" if len(ids) > 8 else "") if ids else "none"
+                available = ", ".join(_one_line(i, 80) for i in ids[:8]) + (" …" if len(ids) > 8 else "") if ids else "none"
                 raise RemoteError(f"model {wanted!r} not found on {self.base_url} (available: {available})")
             chosen = next(m for m in models if m["id"] == wanted)
         else:
@@ -274,7 +371,8 @@ class RemoteChatModel:
                 raise RemoteError(f"{self.base_url} serves no models")
             chosen = models[0]
             if len(models) > 1:
-                self.notices.append(f"{self.base_url} serves {len(models)} models; using {chosen['id']!r} (choose with --model)")
+                self.notices.append(f"{self.base_url} serves {len(models)} models; using "
+                                    f"{_join_surrogates(chosen['id'])!r} (choose with --model)")
         owned_by = chosen.get("owned_by")
         return chosen["id"], owned_by if isinstance(owned_by, str) else None
 
@@ -309,28 +407,35 @@ class RemoteChatModel:
     def _stream(self, messages: list[Message], sampling: SamplingParams,
                 cancel: threading.Event | None) -> Iterator[Event]:
         start = time.perf_counter()
+        started = time.monotonic()  # the total deadline counts from here, over every retry
         cancel = cancel or threading.Event()
         if cancel.is_set():
             yield Done("cancelled", GenerationStats(0, 0, 0.0, 0.0))
             return
         body = self.payload(messages, sampling)
         for _attempt in range(len(OPTIONAL_FIELDS) + 1):
+            conn, guard = self._open(cancel, self.base_url, started)
             try:
-                conn, resp = self._request("POST", "/chat/completions", body, stream=True)
-            except (OSError, http.client.HTTPException) as e:
-                if cancel.is_set():
+                resp = self._send(conn, guard, "POST", "/chat/completions", body, stream=True)
+            except (OSError, http.client.HTTPException, ValueError) as e:
+                _hang_up(guard, conn)
+                if cancel.is_set() or guard.tripped == "cancelled":
                     yield Done("cancelled", GenerationStats(0, 0, 0.0, time.perf_counter() - start))
                 else:
-                    yield ErrorEvent(_network_problem(e, self.base_url, self.connect_timeout))
+                    yield ErrorEvent(guard.tripped or _network_problem(e, self.base_url, self.limits.connect_s))
                 return
             if resp.status == 200:
                 break
             try:
-                message = error_message(resp.read())
-            except (OSError, http.client.HTTPException):
+                message = self._error_body(resp)
+            except (OSError, http.client.HTTPException, ValueError):
                 message = ""
             finally:
-                conn.close()
+                _hang_up(guard, conn, resp)
+            if guard.tripped:
+                yield (Done("cancelled", GenerationStats(0, 0, 0.0, time.perf_counter() - start))
+                       if guard.tripped == "cancelled" else ErrorEvent(guard.tripped))
+                return
             refused_field = next((f for f in OPTIONAL_FIELDS if f in body and resp.status in (400, 422)
                                   and re.search(rf"\b{f}\b", message)), None)
             if refused_field:
@@ -348,40 +453,33 @@ class RemoteChatModel:
         else:  # pragma: no cover - every optional field refused and still 400
             yield ErrorEvent(f"{self.base_url} refused the request")
             return
-        yield from self._read_stream(conn, resp, cancel, start)
+        try:
+            yield from self._read_stream(resp, guard, cancel, start, sampling.max_tokens)
+        finally:
+            _hang_up(guard, conn, resp)
 
-    def _read_stream(self, conn, resp, cancel: threading.Event, start: float) -> Iterator[Event]:
-        finished = threading.Event()
-
-        def watch() -> None:  # closes the socket when the user stops, even mid-wait
-            while not finished.is_set():
-                if cancel.wait(CANCEL_POLL_S):
-                    try:
-                        conn.sock.shutdown(socket.SHUT_RDWR)
-                    except (OSError, AttributeError):
-                        pass
-                    return
-
-        watcher = threading.Thread(target=watch, name="nanochat-remote-cancel", daemon=True)
-        watcher.start()
+    def _read_stream(self, resp, guard: ExchangeGuard, cancel: threading.Event, start: float,
+                     max_tokens: int) -> Iterator[Event]:
+        limits = self.limits
         pieces: list[str] = []
+        length = 0  # characters of reply text so far
+        max_chars = limits.reply_chars(max_tokens)
+        max_events = limits.reply_events(max_tokens)
+        events = 0
         chunks = 0
         first: float | None = None
         held = ""  # a high surrogate waiting for its other half
         finish: str | None = None
         usage: dict = {}
         saw_done = False
-        data_lines: list[bytes] = []
 
         def stats() -> GenerationStats:
             now = time.perf_counter()
-            generated = usage.get("completion_tokens")
-            if not isinstance(generated, int):
-                generated = chunks
-            prompt = usage.get("prompt_tokens")
+            generated = _count(usage.get("completion_tokens"))
+            prompt = _count(usage.get("prompt_tokens"))
             return GenerationStats(
-                prompt_tokens=prompt if isinstance(prompt, int) else 0,
-                generated_tokens=generated,
+                prompt_tokens=prompt if prompt is not None else 0,
+                generated_tokens=generated if generated is not None else chunks,
                 ttft_s=(first if first is not None else now) - start,
                 total_s=now - start,
             )
@@ -391,104 +489,142 @@ class RemoteChatModel:
             parts = ({"type": "text", "text": text},) if text else ()
             return Done(reason, stats(), (), parts)
 
-        try:
-            content_type = resp.getheader("Content-Type", "") or ""
-            if "text/event-stream" not in content_type and "json" in content_type:
-                yield from self._whole_reply(resp, start)  # a server that ignored stream=true
+        def past_max_tokens(what: str) -> Done:
+            """The server ignores max_tokens: stop reading (closing the connection tells it to
+            stop) and end as a reply cut at max tokens."""
+            self._notice(f"{self.base_url} kept sending past max_tokens={max_tokens}: stopped reading after "
+                         f"{what} (client-mode cap: {limits.chars_per_token} characters or "
+                         f"{limits.events_per_token} events per token; docs/security.md)")
+            return done("length")
+
+        def interrupted(e: BaseException | None) -> Event:
+            """Why a read ended early: Stop, a deadline, or the network."""
+            if cancel.is_set() or guard.tripped == "cancelled":
+                return done("cancelled")
+            if guard.tripped:
+                return ErrorEvent(guard.tripped)
+            if e is None:
+                return ErrorEvent(f"{self.base_url} closed the stream before the reply was finished")
+            return ErrorEvent(f"the connection to {self.base_url} broke during the reply "
+                              f"({_one_line(e) or type(e).__name__})")
+
+        content_type = resp.getheader("Content-Type", "") or ""
+        if "text/event-stream" not in content_type and "json" in content_type:
+            guard.whole_body()
+            yield from self._whole_reply(resp, start, max_chars, interrupted)  # a server that ignored stream=true
+            return
+        reader = _EventReader(resp, limits, self.base_url)
+        while True:
+            try:
+                data = reader.next_data()
+            except CapExceeded as e:
+                yield interrupted(None) if guard.tripped else ErrorEvent(str(e))
                 return
-            while True:
-                try:
-                    line = resp.readline()
-                except (OSError, http.client.HTTPException, ValueError) as e:
-                    if cancel.is_set():
-                        yield done("cancelled")
-                    elif isinstance(e, (socket.timeout, TimeoutError)):
-                        yield ErrorEvent(f"no data from {self.base_url} for {self.timeout:g} s; the reply was cut off")
-                    else:
-                        yield ErrorEvent(f"the connection to {self.base_url} broke during the reply ({_one_line(e) or type(e).__name__})")
-                    return
-                if cancel.is_set():
-                    yield done("cancelled")
-                    return
-                if line and line.strip(b"\r\n"):
-                    field, _, value = line.rstrip(b"\r\n").partition(b":")
-                    if field == b"data":
-                        data_lines.append(value[1:] if value.startswith(b" ") else value)
-                    continue  # comments (":"), event:, id:, retry: are ignored
-                if not data_lines:  # blank line without data, or the end of the body
-                    if not line:
-                        break
+            except (OSError, http.client.HTTPException, ValueError) as e:
+                yield interrupted(e)
+                return
+            if cancel.is_set() or guard.tripped:
+                yield interrupted(None)
+                return
+            if data is None:
+                break
+            guard.event()
+            events += 1
+            data = data.strip()
+            if data == b"[DONE]":
+                saw_done = True
+                break
+            try:
+                chunk = json.loads(data.decode("utf-8", errors="replace"))
+            except (ValueError, RecursionError):
+                yield ErrorEvent(f"{self.base_url} sent an unreadable stream chunk: {_one_line(data[:200].decode('utf-8', 'replace'), 120)}")
+                return
+            if not isinstance(chunk, dict):
+                continue
+            if chunk.get("error"):
+                yield ErrorEvent(error_message(data) or "the server reported an error")
+                return
+            if isinstance(chunk.get("usage"), dict):
+                usage = chunk["usage"]
+            choices = chunk.get("choices")
+            for choice in choices if isinstance(choices, list) else ():
+                if not isinstance(choice, dict) or choice.get("index", 0) != 0:
                     continue
-                data = b"\n".join(data_lines).strip()
-                data_lines = []
-                if data == b"[DONE]":
-                    saw_done = True
-                    break
-                try:
-                    chunk = json.loads(data.decode("utf-8", errors="replace"))
-                except ValueError:
-                    yield ErrorEvent(f"{self.base_url} sent an unreadable stream chunk: {_one_line(data.decode('utf-8', 'replace'), 120)}")
-                    return
-                if not isinstance(chunk, dict):
-                    continue
-                if chunk.get("error"):
-                    yield ErrorEvent(error_message(json.dumps(chunk).encode()) or "the server reported an error")
-                    return
-                if isinstance(chunk.get("usage"), dict):
-                    usage = chunk["usage"]
-                for choice in chunk.get("choices") or []:
-                    if not isinstance(choice, dict) or choice.get("index", 0) != 0:
-                        continue
-                    delta = choice.get("delta") or {}
-                    content = delta.get("content") if isinstance(delta, dict) else None
-                    if isinstance(content, str) and content:
-                        chunks += 1
-                        if first is None:
-                            first = time.perf_counter()
-                        text = held + content
-                        held = ""
-                        if "\ud800" <= text[-1] <= "\udbff":
-                            text, held = text[:-1], text[-1]
-                        text = _join_surrogates(text)
+                delta = choice.get("delta") or {}
+                content = delta.get("content") if isinstance(delta, dict) else None
+                if isinstance(content, str) and content:
+                    chunks += 1
+                    if first is None:
+                        first = time.perf_counter()
+                    text = held + content
+                    held = ""
+                    if "\ud800" <= text[-1] <= "\udbff":
+                        text, held = text[:-1], text[-1]
+                    text = _join_surrogates(text)
+                    if length + len(text) > max_chars:
+                        text, held = text[: max_chars - length], ""
                         if text:
                             pieces.append(text)
                             yield TextDelta(text)
-                    if choice.get("finish_reason"):
-                        finish = choice["finish_reason"]
-                if not line:
-                    break
-            if cancel.is_set():
-                yield done("cancelled")
-            elif finish is None and not saw_done:
-                yield ErrorEvent(f"{self.base_url} closed the stream before the reply was finished")
-            else:
-                if held:
-                    yield TextDelta(_join_surrogates(held))
-                    pieces.append(_join_surrogates(held))
-                    held = ""
-                yield done("length" if finish == "length" else "stop")
-        finally:
-            finished.set()
-            conn.close()
+                        yield past_max_tokens(f"{max_chars} characters")
+                        return
+                    if text:
+                        length += len(text)
+                        pieces.append(text)
+                        yield TextDelta(text)
+                if choice.get("finish_reason"):
+                    finish = choice["finish_reason"]
+            if events > max_events:
+                yield past_max_tokens(f"{max_events} events")
+                return
+            if reader.ended:
+                break
+        if cancel.is_set():
+            yield done("cancelled")
+        elif finish is None and not saw_done:
+            yield interrupted(None)
+        else:
+            if held:
+                yield TextDelta(_join_surrogates(held))
+                pieces.append(_join_surrogates(held))
+                held = ""
+            yield done("length" if finish == "length" else "stop")
 
-    def _whole_reply(self, resp, start: float) -> Iterator[Event]:
+    def _whole_reply(self, resp, start: float, max_chars: int,
+                     interrupted: Callable[[BaseException | None], Event]) -> Iterator[Event]:
         try:
-            obj = json.loads(resp.read().decode("utf-8", errors="replace"))
+            raw = read_capped(resp, self.limits.max_body_bytes)
+        except CapExceeded as e:
+            yield ErrorEvent(f"{self.base_url} sent a reply larger than {e}; not read (client-mode cap on response bodies)")
+            return
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            yield interrupted(e)
+            return
+        try:
+            obj = json.loads(raw.decode("utf-8", errors="replace"))
             choice = obj["choices"][0]
-            text = _join_surrogates(choice["message"]["content"] or "")
-        except (ValueError, KeyError, IndexError, TypeError, OSError, http.client.HTTPException):
+            content = choice["message"]["content"]
+            if not isinstance(content, (str, type(None))):
+                raise TypeError(content)
+            text = _join_surrogates(content or "")
+        except (ValueError, KeyError, IndexError, TypeError, RecursionError):
             yield ErrorEvent(f"{self.base_url} sent a reply that is not an OpenAI chat completion")
             return
         now = time.perf_counter()
         usage = obj.get("usage") if isinstance(obj.get("usage"), dict) else {}
+        reason = "length" if choice.get("finish_reason") == "length" else "stop"
+        if len(text) > max_chars:
+            text, reason = text[:max_chars], "length"
+            self._notice(f"{self.base_url} sent a reply past max_tokens: cut at {max_chars} characters "
+                         "(client-mode cap; docs/security.md)")
         if text:
             yield TextDelta(text)
+        prompt, generated = _count(usage.get("prompt_tokens")), _count(usage.get("completion_tokens"))
         stats = GenerationStats(
-            prompt_tokens=usage.get("prompt_tokens") if isinstance(usage.get("prompt_tokens"), int) else 0,
-            generated_tokens=usage.get("completion_tokens") if isinstance(usage.get("completion_tokens"), int) else (1 if text else 0),
+            prompt_tokens=prompt if prompt is not None else 0,
+            generated_tokens=generated if generated is not None else (1 if text else 0),
             ttft_s=now - start, total_s=now - start,
         )
-        reason = "length" if choice.get("finish_reason") == "length" else "stop"
         yield Done(reason, stats, (), ({"type": "text", "text": text},) if text else ())
 
     # -- conveniences shared with ChatModel / BatchedChatModel --

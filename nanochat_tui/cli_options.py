@@ -89,6 +89,10 @@ def add_remote_flags(p: argparse.ArgumentParser, key_flag: str) -> None:
                    help="API key for --server (default: $NANOCHAT_SERVER_API_KEY, else $OPENAI_API_KEY)")
     g.add_argument("--model", dest="server_model", default=None, metavar="ID",
                    help="which of the server's models to use (default: the first it lists)")
+    g.add_argument("--server-timeout", default=None, metavar="first=S,idle=S,total=S",
+                   help="deadlines for --server in seconds, any of: first (request to first event, "
+                        "default 120), idle (between events, 60), total (one reply, 1800), connect "
+                        "(10); 'none' = no limit (default: $NANOCHAT_SERVER_TIMEOUT); docs/security.md")
 
 
 def selection_from(args: argparse.Namespace, *, key_flag: str = "--api-key",
@@ -106,9 +110,12 @@ def selection_from(args: argparse.Namespace, *, key_flag: str = "--api-key",
         if key is None:
             key = os.environ.get("NANOCHAT_SERVER_API_KEY") or os.environ.get("OPENAI_API_KEY") or None
         return ModelSelection(server=server.strip(), server_api_key=key,
-                              server_model=getattr(args, "server_model", None), explicit=True)
-    if key is not None or getattr(args, "server_model", None) is not None:
-        given = key_flag if key is not None else "--model"
+                              server_model=getattr(args, "server_model", None),
+                              server_limits=_server_limits(args), explicit=True)
+    client_only = {key_flag: key, "--model": getattr(args, "server_model", None),
+                   "--server-timeout": getattr(args, "server_timeout", None)}
+    given = next((flag for flag, value in client_only.items() if value is not None), None)
+    if given:
         raise UsageError(f"{given} is for client mode: add --server URL (a local checkpoint is chosen "
                          "with --model-dir, -i, -g and -s)")
     source = args.source or DEFAULT_SOURCE
@@ -119,6 +126,21 @@ def selection_from(args: argparse.Namespace, *, key_flag: str = "--api-key",
         step=args.step, device_type=args.device_type, dtype=args.dtype, softcap=args.softcap,
         explicit=explicit,
     )
+
+
+def _server_limits(args: argparse.Namespace):
+    """--server-timeout, else $NANOCHAT_SERVER_TIMEOUT, over the default bounds (None: defaults)."""
+    spec, source = getattr(args, "server_timeout", None), "--server-timeout"
+    if spec is None:
+        spec, source = os.environ.get("NANOCHAT_SERVER_TIMEOUT") or None, "NANOCHAT_SERVER_TIMEOUT"
+    if spec is None:
+        return None
+    from nanochat_core.remote_limits import LimitsError, parse_server_timeout
+
+    try:
+        return parse_server_timeout(spec, source=source)
+    except LimitsError as e:
+        raise UsageError(str(e)) from None
 
 
 def sampling_from(args: argparse.Namespace, seed: int | None) -> SamplingParams:

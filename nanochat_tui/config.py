@@ -13,6 +13,7 @@ from nanochat_core.chat import SamplingParams
 
 if TYPE_CHECKING:  # pragma: no cover
     from nanochat_core.api import ChatModel
+    from nanochat_core.remote_limits import ClientLimits
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,7 @@ class ModelSelection:
     server: str | None = None  # --server URL, e.g. http://gpu-box:8000/v1
     server_api_key: str | None = None  # sent as "Authorization: Bearer ..." to the server
     server_model: str | None = None  # --model: which of the server's models (default: its first)
+    server_limits: "ClientLimits | None" = None  # --server-timeout deadlines (None: the defaults)
 
     def load(self, progress: Callable[[str], None] | None = None, device: str | None = None) -> "ChatModel":
         """Load the model (imports torch), or connect to `server` (no torch). Raises
@@ -41,7 +43,8 @@ class ModelSelection:
 
             if progress is not None:
                 progress(f"Connecting to {self.server} ...")
-            return RemoteChatModel(self.server, api_key=self.server_api_key, model=self.server_model)
+            return RemoteChatModel(self.server, api_key=self.server_api_key, model=self.server_model,
+                                   limits=self.server_limits)
         from nanochat_core.api import load_chat_model
 
         return load_chat_model(

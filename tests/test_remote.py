@@ -22,6 +22,7 @@ from nanochat_core.chat import Message, SamplingParams, ValidationError
 from nanochat_core.events import Done, ErrorEvent, TextDelta
 from nanochat_core.model_info import ModelInfo
 from nanochat_core.remote import RemoteChatModel, RemoteError
+from nanochat_core.remote_limits import ClientLimits
 
 MODELS = ["nanochat-d20", "slow", "emoji", "long", "broken", "error-chunk", "sse-comments", "no-stream"]
 
@@ -294,12 +295,12 @@ def test_errors_during_the_stream_are_error_events(server):
     assert "\n" not in events[-1].message
 
 
-def test_read_timeout_is_an_error_event(server):
+def test_idle_deadline_is_an_error_event(server):
     srv = server()
-    m = RemoteChatModel(srv.url, model="slow", timeout=0.01)
+    m = RemoteChatModel(srv.url, model="slow", limits=ClientLimits(idle_s=0.01))
     # The first chunk arrives at once, later ones every 50 ms: longer than 10 ms.
     _, events = collect(m.chat(USER))
-    assert isinstance(events[-1], ErrorEvent) and "no data from" in events[-1].message
+    assert isinstance(events[-1], ErrorEvent) and "sent no complete event for 0.01 s" in events[-1].message
 
 
 def test_wrong_or_missing_api_key(server):
