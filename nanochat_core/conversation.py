@@ -26,6 +26,7 @@ No torch import: a conversation is plain data; only `prompt_ids` needs a tokeniz
 
 from __future__ import annotations
 
+import re
 import secrets
 import time
 import uuid
@@ -108,6 +109,7 @@ class Conversation:
         self.nodes: dict[int, Node] = {}
         self.children: dict[int | None, list[int]] = {None: []}
         self.head: int | None = None
+        self.shown: dict[int | None, int] = {}  # parent -> the version of its child last on screen
         self.observers: list[ConversationObserver] = []
 
     # ---- reading ----
@@ -159,7 +161,10 @@ class Conversation:
         are checked as if they held one character."""
         messages = [m if m.role != "assistant" or m.text else Message("assistant", " ")
                     for m in self.request_messages(extra_user)]
-        validate_messages(messages)
+        try:
+            validate_messages(messages)
+        except ValidationError as e:
+            raise ValidationError(_say_which(str(e), messages)) from None
 
     def prompt_ids(self, tokenizer: Encoder, *, tokenizer_id: str | None = None,
                    known: Mapping[Any, Sequence[int]] | None = None) -> list[int]:
@@ -208,10 +213,17 @@ class Conversation:
         return list(self.children[self.nodes[node_id].parent])
 
     def latest_leaf(self, node_id: int) -> int:
-        """The end of the newest branch below `node_id` (where switching to it should land)."""
+        """Where switching to `node_id` lands: down the versions last shown below it (the newest
+        where none was shown), to the end of that branch."""
         while self.children.get(node_id):
-            node_id = self.children[node_id][-1]
+            kids = self.children[node_id]
+            shown = self.shown.get(node_id)
+            node_id = shown if shown in kids else kids[-1]
         return node_id
+
+    def _remember_shown(self) -> None:
+        for node in self.path():
+            self.shown[node.parent] = node.id
 
     # ---- changing ----
 
@@ -229,6 +241,7 @@ class Conversation:
         self.children.setdefault(parent, []).append(node.id)
         self.children[node.id] = []
         self.head = node.id
+        self.shown[parent] = node.id
         self._touch()
         for observer in list(self.observers):
             observer.node_added(self, node)
@@ -330,7 +343,9 @@ class Conversation:
         index = versions.index(node_id) + step
         if not 0 <= index < len(versions):
             return self.head  # type: ignore[return-value]
+        self._remember_shown()
         self.head = self.latest_leaf(versions[index])
+        self._remember_shown()
         self._changed()
         return self.head
 
@@ -393,6 +408,7 @@ class Conversation:
         other.id, other.updated, other.head = self.id, self.updated, self.head
         other.nodes = {k: replace(v) for k, v in self.nodes.items()}
         other.children = {k: list(v) for k, v in self.children.items()}
+        other.shown = dict(self.shown)
         return other
 
 
@@ -402,3 +418,109 @@ def _content(parts: Iterable[Mapping]) -> str | tuple[dict, ...]:
     if all(p["type"] == "text" for p in parts):
         return "".join(p["text"] for p in parts)
     return tuple(parts)
+
+
+class ReplyRecorder:
+    """Keeps a streaming reply in its conversation, event by event: the ONE place that turns
+    engine events into the reply a conversation holds (every front-end feeds its events here).
+    Ask the model for `recorder.request` (the conversation before the reply was added).
+
+    While it streams, the reply is updated at most every `save_every` seconds (each update is
+    saved by an attached store, so a killed process keeps what had arrived); `Done` records it
+    with its exact ids; an `ErrorEvent` marks it failed, keeping the text that had arrived."""
+
+    def __init__(self, conversation: Conversation, node: Node, *, tokenizer: Encoder | None = None,
+                 tokenizer_id: str | None = None, save_every: float = 0.5,
+                 request: Conversation | None = None) -> None:
+        self.conversation, self.node = conversation, node
+        # What the model answers: the conversation as it was before this reply was added (a
+        # copy, so the engine thread never sees the reply growing or later edits).
+        self.request = request if request is not None else conversation.copy()
+        self.tokenizer, self.tokenizer_id = tokenizer, tokenizer_id
+        self.save_every = save_every
+        self.parts: list[dict] = []
+        self._saved_at = time.monotonic()
+        self._dirty = False
+        self.done: Done | None = None
+        self.error: str | None = None
+
+    @classmethod
+    def start(cls, conversation: Conversation, backend: Any, seed: int | None = None,
+              **kwargs: Any) -> "ReplyRecorder":
+        """A new (partial) reply to the conversation's last message, recorded for `backend`
+        (a local model gives the tokenizer for exact ids; a remote one has none)."""
+        request = conversation.copy()
+        node = conversation.start_reply(seed)
+        tokenizer = getattr(backend, "tokenizer", None)
+        tokenizer_id = getattr(backend, "tokenizer_id", None) if tokenizer is not None else None
+        return cls(conversation, node, tokenizer=tokenizer, tokenizer_id=tokenizer_id,
+                   request=request, **kwargs)
+
+    def _text(self, piece: str) -> None:
+        if self.parts and self.parts[-1]["type"] == "text":
+            self.parts[-1]["text"] += piece
+        else:
+            self.parts.append({"type": "text", "text": piece})
+
+    def feed(self, event: Any) -> None:
+        from .events import ErrorEvent, TextDelta, ToolCall, ToolResult
+
+        if isinstance(event, TextDelta):
+            self._text(event.text)
+        elif isinstance(event, ToolCall):
+            self.parts.append({"type": "python", "text": event.expression})
+        elif isinstance(event, ToolResult):
+            if event.result is not None:
+                self.parts.append({"type": "python_output", "text": event.result})
+        elif isinstance(event, Done):
+            self.done = event
+            self.conversation.finish_reply(self.node, event, tokenizer=self.tokenizer,
+                                           tokenizer_id=self.tokenizer_id)
+            return
+        elif isinstance(event, ErrorEvent):
+            self.error = event.message
+            self.node.content = _content(self.parts)
+            self.conversation.fail_reply(self.node, event.message)
+            return
+        else:
+            return
+        self._dirty = True
+        if time.monotonic() - self._saved_at >= self.save_every:
+            self.flush()
+
+    def flush(self) -> None:
+        """Save what has arrived now (the front-end calls this on a timer, and before exit)."""
+        if self._dirty and self.done is None and self.error is None:
+            self.conversation.update_reply(self.node, self.parts)
+            self._saved_at = time.monotonic()
+            self._dirty = False
+
+    @property
+    def finished(self) -> bool:
+        return self.done is not None or self.error is not None
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def _say_which(words: str, messages: Sequence[Message]) -> str:
+    """The rulebook's words (kept exactly: "Message 3 is too long. …") plus which message that
+    is in words a person uses, since the index counts from 0 and includes replies."""
+    match = re.match(r"Message (\d+) ", words)
+    if not match or int(match.group(1)) >= len(messages):
+        return words
+    index = int(match.group(1))
+    message = messages[index]
+    if message.role == "system":
+        who = "the system message"
+    elif message.role == "user":
+        users = [i for i, m in enumerate(messages) if m.role == "user"]
+        who = "your message" if index == users[-1] else f"your {_ordinal(users.index(index) + 1)} message"
+    else:
+        replies = [i for i, m in enumerate(messages) if m.role == "assistant"]
+        who = f"the {_ordinal(replies.index(index) + 1)} reply"
+    if "too long" in words:
+        who += f", {len(message.text):,} characters"
+    return f"{words} ({who})"

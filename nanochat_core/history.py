@@ -134,8 +134,9 @@ class HistoryStore:
     # ---- opening ----
 
     @classmethod
-    def open(cls, path: str | Path) -> "HistoryStore":
-        """Open (creating if needed) the database; HistoryUnavailable if it cannot be used."""
+    def open(cls, path: str | Path, busy_timeout_ms: int = BUSY_TIMEOUT_MS) -> "HistoryStore":
+        """Open (creating if needed) the database; HistoryUnavailable if it cannot be used.
+        `busy_timeout_ms`: how long to wait for another instance's lock before giving up."""
         path = Path(path).expanduser()
         where = str(path)
         try:
@@ -147,7 +148,7 @@ class HistoryStore:
         if path.exists() and not os.access(path, os.W_OK):
             raise HistoryUnavailable(f"{where} is read-only")
         try:
-            db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+            db = sqlite3.connect(path, timeout=busy_timeout_ms / 1000, isolation_level=None,
                                  check_same_thread=False)
         except sqlite3.Error as e:
             raise HistoryUnavailable(f"cannot open {where}: {e}") from None
@@ -157,7 +158,7 @@ class HistoryStore:
                 raise HistoryUnavailable(
                     f"{where} was written by a newer nanochat-tui (schema {version}; this one knows "
                     f"{SCHEMA_VERSION}): it is left untouched")
-            db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            db.execute(f"PRAGMA busy_timeout = {int(busy_timeout_ms)}")
             mode = db.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise HistoryUnavailable(f"cannot use WAL mode on {where} (got {mode})")
@@ -326,6 +327,7 @@ class HistoryStore:
         conv.head = head if head in conv.nodes else (conv.latest_leaf(conv.children[None][-1])
                                                      if conv.children[None] else None)
         conv.updated = updated
+        conv._remember_shown()
         return conv
 
     def all_ids(self) -> Iterator[int]:
@@ -454,3 +456,96 @@ def export_markdown(conv: Conversation) -> str:
             lines.append("_(empty reply)_")
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
+
+
+class InvalidExport(NanochatError):
+    """A JSON file that is not a conversation export this version can read; one line says why."""
+
+
+def _iso_time(value: Any, where: str) -> float:
+    if value is None:
+        return time.time()
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise InvalidExport(f"{where}: {value!r} is not an ISO 8601 time") from None
+
+
+def import_json(data: Any) -> Conversation:
+    """A Conversation from `export_json`'s shape (checked field by field: it is outside input).
+    It gets a fresh uid, so importing a file twice gives two copies rather than a clash."""
+    if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
+        raise InvalidExport(f"not a nanochat-tui conversation export (no \"format\": \"{EXPORT_FORMAT}\")")
+    if not isinstance(data.get("version"), int) or data["version"] > EXPORT_VERSION:
+        raise InvalidExport(f"export version {data.get('version')!r} is newer than this nanochat-tui reads ({EXPORT_VERSION})")
+    messages = data.get("messages")
+    if not isinstance(messages, list):
+        raise InvalidExport("\"messages\" must be a list")
+    s = data.get("sampling") or {}
+    try:
+        sampling = SamplingParams(temperature=float(s.get("temperature", 0.6)), top_k=s.get("top_k", 50),
+                                  max_tokens=int(s.get("max_tokens", 256)), seed=s.get("seed", 42))
+    except (TypeError, ValueError):
+        raise InvalidExport("\"sampling\" has values of the wrong type") from None
+    system = data.get("system")
+    title = data.get("title")
+    model = data.get("model") or {}
+    if not isinstance(system, (str, type(None))) or not isinstance(title, (str, type(None))) \
+            or not isinstance(model, dict):
+        raise InvalidExport("\"system\" and \"title\" must be strings or null, \"model\" an object")
+    conv = Conversation(system=system, sampling=sampling, model=model, title=title,
+                        created=_iso_time(data.get("created"), "created"))
+    from .conversation import REPLY_STATES
+
+    for i, m in enumerate(messages):
+        where = f"messages[{i}]"
+        if not isinstance(m, dict):
+            raise InvalidExport(f"{where} must be an object")
+        node_id, parent, role = m.get("id"), m.get("parent"), m.get("role")
+        if not isinstance(node_id, int) or isinstance(node_id, bool) or node_id in conv.nodes:
+            raise InvalidExport(f"{where}.id must be a unique integer")
+        if parent is not None and not isinstance(parent, int):
+            raise InvalidExport(f"{where}.parent must be an integer or null")
+        if role not in ("user", "assistant"):
+            raise InvalidExport(f"{where}.role must be \"user\" or \"assistant\"")
+        content = m.get("content")
+        if isinstance(content, list):
+            if role != "assistant" or not all(
+                    isinstance(p, dict) and p.get("type") in ("text", "python", "python_output")
+                    and isinstance(p.get("text"), str) for p in content):
+                raise InvalidExport(f"{where}.content parts must be {{type: text|python|python_output, text}} (replies only)")
+            content = tuple({"type": p["type"], "text": p["text"]} for p in content)
+        elif not isinstance(content, str):
+            raise InvalidExport(f"{where}.content must be a string or a list of parts")
+        state = m.get("state", "done")
+        if state not in REPLY_STATES:
+            raise InvalidExport(f"{where}.state must be one of {', '.join(REPLY_STATES)}")
+        ids = m.get("token_ids")
+        if ids is not None and (not isinstance(ids, list) or not all(
+                isinstance(t, int) and not isinstance(t, bool) and 0 <= t < 2**32 for t in ids)):
+            raise InvalidExport(f"{where}.token_ids must be a list of token ids or null")
+        conv.nodes[node_id] = Node(
+            node_id, parent, role, content, token_ids=None if ids is None else tuple(ids),
+            tokenizer=m.get("tokenizer") if isinstance(m.get("tokenizer"), str) else None,
+            state=state, error=m.get("error") if isinstance(m.get("error"), str) else None,
+            stats=m.get("stats") if isinstance(m.get("stats"), dict) else None,
+            seed=m.get("seed") if isinstance(m.get("seed"), int) else None,
+            created=_iso_time(m.get("created"), f"{where}.created"))
+    for node in conv.nodes.values():
+        if node.parent is not None and node.parent not in conv.nodes:
+            raise InvalidExport(f"message {node.id} has parent {node.parent}, which is not in the file")
+        conv.children.setdefault(node.id, [])
+        conv.children.setdefault(node.parent, []).append(node.id)
+    # a parent chain that loops would never reach the root
+    for node in conv.nodes.values():
+        seen, cur = set(), node.id
+        while cur is not None:
+            if cur in seen:
+                raise InvalidExport(f"message {node.id}'s parents form a loop")
+            seen.add(cur)
+            cur = conv.nodes[cur].parent
+    head = data.get("head")
+    conv.head = head if head in conv.nodes else (conv.latest_leaf(conv.children[None][-1])
+                                                 if conv.children[None] else None)
+    conv.updated = _iso_time(data.get("updated"), "updated")
+    return conv

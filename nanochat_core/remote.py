@@ -47,6 +47,7 @@ from urllib.parse import urlsplit
 
 from .chat import Message, SamplingParams, validate_messages
 from .checkpoints import CheckpointError
+from .conversation import Conversation
 from .events import Done, ErrorEvent, Event, GenerationStats, TextDelta
 from .model_info import ModelInfo
 from .remote_limits import (
@@ -159,6 +160,8 @@ def _wire_messages(messages: Sequence[Message]) -> list[dict]:
             content = m.content
         else:
             content = "".join(p["text"] for p in m.content if p["type"] == "text")
+        if m.role == "assistant" and not content:
+            continue  # an empty reply (nanochat keeps it; servers refuse empty messages)
         out.append({"role": m.role, "content": content})
     return out
 
@@ -378,11 +381,16 @@ class RemoteChatModel:
 
     # -- the ChatModel interface --
 
-    def chat(self, messages: Sequence[Any], sampling: SamplingParams | None = None,
+    def chat(self, request: "Conversation | Sequence[Any]", sampling: SamplingParams | None = None,
              cancel: threading.Event | None = None) -> Iterator[Event]:
-        """Validate (raises ValidationError before any request), then stream the server's reply.
-        Blocking: run it in a worker thread, like a local model's chat()."""
-        clean = validate_messages(messages)
+        """Validate (raises ValidationError before any request), then stream the server's reply
+        to `request` (a Conversation, or role/content messages). Blocking: run it in a worker
+        thread, like a local model's chat()."""
+        if isinstance(request, Conversation):
+            request.validate()
+            clean = request.request_messages()
+        else:
+            clean = validate_messages(request)
         return self._stream(clean, sampling or SamplingParams(), cancel)
 
     def payload(self, messages: Sequence[Message], sampling: SamplingParams) -> dict:

@@ -39,7 +39,7 @@ from .cli_options import (
     selection_from,
     version,
 )
-from .config import ChatConfig, WebConfig
+from .config import ChatConfig, HistorySettings, WebConfig
 from .console import error_line
 
 EPILOG_CHAT = """\
@@ -50,6 +50,7 @@ modes:
   nanochat-tui --web --help     browser chat; in web mode -p means --port
   nanochat-tui bench --help     speed benchmark
   nanochat-tui export --help    export to Hugging Face format (for vLLM and other servers)
+  nanochat-tui history --help   saved conversations: list, show, export, delete, search
   nanochat-tui --server http://HOST:8000/v1   any mode above, on a remote OpenAI-compatible server
 
 checkpoints: --model-dir, else $NANOCHAT_BASE_DIR, else ~/.cache/nanochat; inside it
@@ -66,6 +67,7 @@ max tokens: 256 per reply in the terminal modes (nanochat's chat_cli), 512 in --
 SUBCOMMANDS = {
     "bench": "nanochat_tui.bench_cli",
     "export": "nanochat_tui.export_cli",
+    "history": "nanochat_tui.history_cli",
 }
 
 
@@ -82,6 +84,15 @@ def build_chat_parser() -> argparse.ArgumentParser:
     p.add_argument("--system", default=None, metavar="TEXT", help="a system message (folded into the first user turn)")
     p.add_argument("--seed", type=int, default=42, help="sampling seed, reset every reply as nanochat does (default: 42)")
     p.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    g = p.add_argument_group("saved conversations (nanochat-tui history --help)")
+    g.add_argument("-c", "--continue", dest="continue_latest", action="store_true",
+                   help="continue the most recent conversation (with -p too)")
+    g.add_argument("--resume", default=None, metavar="ID", help="continue saved conversation ID")
+    g.add_argument("--no-history", action="store_true",
+                   help="do not save this chat (incognito); nothing is read or written")
+    g.add_argument("--history-db", default=None, metavar="PATH",
+                   help="the conversations database (default: $NANOCHAT_TUI_HOME/history.sqlite3, "
+                        "else the user data dir)")
     add_sampling_flags(p, 0.6, 50, 256, "as nanochat's chat_cli")
     add_model_flags(p)
     add_remote_flags(p, "--api-key")
@@ -114,8 +125,20 @@ def build_web_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit code. The only place errors are printed."""
-    argv = list(sys.argv[1:] if argv is None else argv)
+    """Run the command line; returns the exit code. The only place errors are printed.
+
+    As the console script (argv None) the process ends right after the last output is flushed:
+    tearing down the interpreter with torch loaded took 1-4 s on a 2-core machine (a quarter of
+    a scripted `-p` call), and nothing is left to do by then (the history database commits
+    every write as it happens)."""
+    as_program = argv is None
+    code = _main(list(sys.argv[1:] if argv is None else argv))
+    if as_program:
+        _exit_now(code)
+    return code
+
+
+def _main(argv: list[str]) -> int:
     debug = "--debug" in argv
     try:
         return _dispatch(argv)
@@ -128,6 +151,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         if isinstance(e, NanochatError):
             return _fail(str(e))
         return _fail(f"{type(e).__name__}: {e} (run with --debug for the traceback)")
+
+
+def _exit_now(code: int) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (OSError, ValueError):  # a closed pipe: nothing more can be said
+            pass
+    os._exit(code)
 
 
 def _fail(message: str) -> int:
@@ -145,12 +177,11 @@ def _dispatch(argv: list[str]) -> int:
     if args.system is not None and not args.system.strip():
         raise UsageError("--system needs some text")
     config = ChatConfig(model=selection_from(args), sampling=sampling_from(args, args.seed),
-                        system=args.system, debug=args.debug)
+                        system=args.system, debug=args.debug, history=history_from(args))
     if args.prompt is not None:
         from .oneshot import run_oneshot
 
-        prompt = sys.stdin.read() if args.prompt == "-" else args.prompt
-        return run_oneshot(config, prompt)
+        return run_oneshot(config, read_prompt(args.prompt))
     interactive = sys.stdin.isatty() and sys.stdout.isatty()
     if args.plain or not interactive or os.environ.get("TERM") == "dumb":
         from .plain import run_plain
@@ -159,6 +190,27 @@ def _dispatch(argv: list[str]) -> int:
     from .app import run_tui
 
     return run_tui(config)
+
+
+def history_from(args: argparse.Namespace) -> HistorySettings:
+    if args.continue_latest and args.resume is not None:
+        raise UsageError("-c/--continue and --resume ID both choose a conversation: give one")
+    if args.no_history and (args.continue_latest or args.resume is not None):
+        raise UsageError("--no-history cannot continue a saved conversation")
+    if args.no_history and args.history_db is not None:
+        raise UsageError("--no-history and --history-db contradict each other")
+    resume = "latest" if args.continue_latest else args.resume
+    return HistorySettings(enabled=not args.no_history, path=args.history_db, resume=resume)
+
+
+def read_prompt(value: str) -> str:
+    """-p TEXT, or -p - for stdin (one trailing newline, as editors and echo add, is dropped)."""
+    if value != "-":
+        return value
+    text = sys.stdin.read()
+    if text.endswith("\r\n"):
+        return text[:-2]
+    return text[:-1] if text.endswith("\n") else text
 
 
 def _run_web(args: argparse.Namespace) -> int:

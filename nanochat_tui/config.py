@@ -7,6 +7,7 @@ imports only what it needs.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from nanochat_core.chat import SamplingParams
@@ -75,13 +76,29 @@ class ModelSelection:
 
 
 @dataclass(frozen=True)
+class HistorySettings:
+    """Saved conversations: --history-db / --no-history / -c / --resume (see chat_session.py)."""
+
+    enabled: bool = True
+    path: str | None = None  # None: paths.history_path() ($NANOCHAT_TUI_HOME or the user data dir)
+    resume: str | None = None  # None: a new conversation; "latest"; or an id / uid prefix
+
+    @property
+    def db_path(self) -> Path:
+        from .paths import history_path
+
+        return Path(self.path).expanduser() if self.path else history_path()
+
+
+@dataclass(frozen=True)
 class ChatConfig:
     """Everything a chat front-end (TUI, line chat, one-shot) needs."""
 
     model: ModelSelection = field(default_factory=ModelSelection)
-    sampling: SamplingParams = field(default_factory=SamplingParams)
+    sampling: SamplingParams = field(default_factory=lambda: SamplingParams(max_tokens=256))
     system: str | None = None
     debug: bool = False
+    history: HistorySettings = field(default_factory=HistorySettings)
 
 
 @dataclass(frozen=True)

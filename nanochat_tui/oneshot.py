@@ -1,26 +1,51 @@
-"""`nanochat-tui --prompt TEXT`: one reply on stdout (and nothing else there), then exit."""
+"""`nanochat-tui --prompt TEXT`: one reply on stdout (and nothing else there), then exit.
+
+Saved to the history like any chat (`-c` continues the latest conversation), unless
+--no-history. Notices, the calculator's notes and the speed summary go to stderr.
+"""
 
 from __future__ import annotations
 
 import sys
 
-from nanochat_core.chat import Message, validate_messages
+from nanochat_core.errors import NanochatError
 
+from .chat_session import model_identity, open_session, start_conversation
 from .config import ChatConfig
+from .console import note
 from .terminal_chat import load_model, stream_reply
 
 
+class ReplyFailed(NanochatError):
+    """The engine or server could not answer (its one line); the CLI prints it, exit 2."""
+
+
 def run_oneshot(config: ChatConfig, prompt: str) -> int:
-    messages = ([Message("system", config.system)] if config.system else []) + [Message("user", prompt)]
-    messages = validate_messages(messages)  # rulebook words, exit 2, before loading anything
+    if not prompt.strip():
+        from nanochat_core.chat import ValidationError
+
+        raise ValidationError("Message 0 has empty content")
+    session = open_session(config.history)
+    if session.warning:
+        note(session.warning)
+    conversation = start_conversation(session, config.history, system=config.system,
+                                      sampling=config.sampling)
+    conversation.validate(extra_user=prompt)  # rulebook words, exit 2, before loading anything
     model = load_model(config.model)
-    done = stream_reply(model, messages, config.sampling)
-    sys.stdout.write("\n")
+    conversation.model = model_identity(model)
+    conversation.add_user(prompt)
+    recorder = stream_reply(model, conversation, config.sampling)
+    if recorder.parts:
+        sys.stdout.write("\n")
     sys.stdout.flush()
-    if done is None:
-        return 1
-    print(done.stats.summary(), file=sys.stderr)
+    if recorder.error is not None:
+        raise ReplyFailed(recorder.error)
+    done = recorder.done
+    assert done is not None
+    note(done.stats.summary())
+    if session.store is not None and session.store.error:
+        note(session.store.error)
     if done.reason == "cancelled":
-        print("stopped", file=sys.stderr)
+        note("stopped")
         return 130
     return 0

@@ -1,13 +1,17 @@
-"""What the one-shot and line-chat modes share: loading with notices on stderr, and streaming a
-reply to stdout from a worker thread with Ctrl+C as "stop"."""
+"""What the one-shot and line-chat modes share: loading with progress on stderr, and streaming a
+reply to stdout from a worker thread (Ctrl+C = stop) into the Conversation that keeps it."""
 
 from __future__ import annotations
 
+import signal
 import sys
 import threading
-from typing import TextIO
+import time
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator, TextIO
 
-from nanochat_core.chat import Message, SamplingParams
+from nanochat_core.chat import SamplingParams
+from nanochat_core.conversation import Conversation, ReplyRecorder
 from nanochat_core.events import Done, ErrorEvent, TextDelta, ToolCall, ToolResult
 from nanochat_core.text import one_line, sanitize_for_terminal
 from nanochat_core.threads import in_worker_thread
@@ -16,37 +20,119 @@ from .config import ModelSelection
 from .console import say
 
 
-def load_model(selection: ModelSelection, err: TextIO = sys.stderr):
-    """Load, telling stderr about the demo fallback and what was detected."""
-    model = selection.load()
+class LoadProgress:
+    """Loading progress on stderr. On a terminal: one status line that updates in place (with
+    the seconds spent on the current step), erased when loading ends. Elsewhere: quiet (the
+    `Loaded …` line follows), so logs of scripted runs stay short."""
+
+    TICK_S = 0.5
+
+    def __init__(self, err: TextIO) -> None:
+        self.err = err
+        self.live = err.isatty()
+        self.line = ""
+        self._width = 0  # what the status line last took (to blank it out)
+        self.since = time.monotonic()
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+
+    def __call__(self, line: str) -> None:
+        with self._lock:
+            self.line, self.since = one_line(line, 200), time.monotonic()
+            self._draw()
+        if self.live and self._ticker is None:
+            self._ticker = threading.Thread(target=self._tick, name="nanochat-load-progress", daemon=True)
+            self._ticker.start()
+
+    def _draw(self) -> None:
+        if not self.live:
+            return
+        seconds = int(time.monotonic() - self.since)
+        shown = self.line + (f" … {seconds}s" if seconds else " …")
+        # Carriage return and spaces only (no escape codes): it works on any terminal.
+        self.err.write("\r" + shown.ljust(self._width))
+        self._width = len(shown)
+        self.err.flush()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(self.TICK_S):
+            with self._lock:
+                self._draw()
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._lock:
+            if self.live and self.line:
+                self.err.write("\r" + " " * self._width + "\r")
+                self.err.flush()
+            self.line = ""
+
+
+def load_model(selection: ModelSelection, err: TextIO = sys.stderr) -> Any:
+    """Load with progress on stderr, then the demo-fallback notice and what was detected."""
+    progress = LoadProgress(err)
+    try:
+        model = selection.load(progress=progress)
+    finally:
+        progress.close()
     for notice in model.notices:
         say(notice, err)
     say(f"Loaded {model.info.describe()}", err)
     return model
 
 
-def stream_reply(model, messages: list[Message], sampling: SamplingParams,
-                 out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> Done | None:
-    """Stream one reply to `out`. Tool calls go to `err` (stdout stays the reply only).
-    Ctrl+C stops decoding within one step and returns the partial Done (reason 'cancelled').
-    Returns None after an engine error (printed to err)."""
+def stream_reply(model: Any, conversation: Conversation, sampling: SamplingParams,
+                 out: TextIO = sys.stdout, err: TextIO = sys.stderr,
+                 on_text: Callable[[str], None] | None = None) -> ReplyRecorder:
+    """Stream the reply to the conversation's last message to `out`, recording it in the
+    conversation (saved as it grows when a store is attached). Tool calls go to `err` (stdout
+    stays the reply only). Ctrl+C stops decoding within one step; the partial reply is kept,
+    marked stopped. An engine error is recorded (marked failed) and returned, not printed:
+    the caller decides how to say it."""
     cancel = threading.Event()
+    recorder = ReplyRecorder.start(conversation, model, seed=sampling.seed)
+    with ctrl_c_sets(cancel):
+        _stream(model, recorder, sampling, cancel, out, err, on_text)
+    return recorder
+
+
+@contextmanager
+def ctrl_c_sets(cancel: threading.Event) -> Iterator[None]:
+    """While a reply streams, Ctrl+C (SIGINT) means "stop the reply": it sets `cancel` instead of
+    raising KeyboardInterrupt wherever the main thread happens to be (writing, saving)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, lambda _sig, _frame: cancel.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def _stream(model: Any, recorder: ReplyRecorder, sampling: SamplingParams, cancel: threading.Event,
+            out: TextIO, err: TextIO, on_text: Callable[[str], None] | None) -> None:
     on_tty = out.isatty()
     clean = sanitize_for_terminal if on_tty else (lambda s: s)
-    events = in_worker_thread(lambda: model.chat(messages, sampling, cancel=cancel))
-    done: Done | None = None
+    events = in_worker_thread(lambda: model.chat(recorder.request, sampling, cancel=cancel))
     noted = False  # a calculator note went to err (inline with the reply on a shared terminal)
     while True:
         try:
             event = next(events)
         except StopIteration:
             break
-        except KeyboardInterrupt:
-            cancel.set()  # the worker notices within one decode step; keep draining its events
+        except KeyboardInterrupt:  # (not the main thread: no handler) stop, keep draining
+            cancel.set()
             continue
+        except Exception as e:  # validation or a backend bug before the stream began
+            event = ErrorEvent(str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}")
+        recorder.feed(event)
         if isinstance(event, TextDelta):
             out.write(clean(event.text))
             out.flush()
+            if on_text is not None:
+                on_text(event.text)
         elif isinstance(event, ToolCall):
             err.write(f"[calculator: {one_line(event.expression)}")
             err.flush()
@@ -55,13 +141,10 @@ def stream_reply(model, messages: list[Message], sampling: SamplingParams,
             err.write(f" = {result}]")
             err.flush()
             noted = True
-        elif isinstance(event, ErrorEvent):
-            out.write("\n")
-            say(f"error: {event.message}", err)
-            return None
-        elif isinstance(event, Done):
-            done = event
+        if isinstance(event, (Done, ErrorEvent)):
+            break
+    for _rest in events:  # the worker's last items (none after Done); ends its thread
+        pass
     if noted and not (out.isatty() and err.isatty()):
         err.write("\n")  # err is a file or pipe of its own: end the notes' line there
         err.flush()
-    return done

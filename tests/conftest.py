@@ -6,9 +6,14 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
+
+# Saved conversations and settings of every test run go to a throw-away folder, never to the
+# user's own (subprocesses inherit it through cli_env()).
+os.environ["NANOCHAT_TUI_HOME"] = tempfile.mkdtemp(prefix="nanochat-tui-tests-")
 
 FIXTURES = Path(__file__).parent / "fixtures" / "nanochat-generations"
 GENERATIONS = sorted(p.name for p in FIXTURES.iterdir() if p.is_dir())

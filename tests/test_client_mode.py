@@ -115,8 +115,9 @@ def test_plain_chat_through_server_keeps_history(upstream):
     out = run_cli("--plain", "-t", "0", "-m", str(MAX_TOKENS), "--server", upstream + "/v1",
                   stdin=f"{PROMPT}\nsecond turn\nquit\n")
     assert out.returncode == 0, out.stderr
-    assert out.stdout.count("Assistant: ") == 2 and out.stdout.rstrip().endswith("Goodbye!")
-    assert f"Assistant: {sse_reply(upstream)}\n" in out.stdout
+    # piped: the prompts go to stderr, the replies alone to stdout (one line each here)
+    assert out.stderr.count("Assistant: ") == 2 and out.stderr.rstrip().endswith("Goodbye!")
+    assert out.stdout.splitlines()[0] == sse_reply(upstream)
 
 
 def test_client_path_never_imports_torch(upstream):
@@ -155,7 +156,7 @@ def test_rulebook_applies_before_anything_is_sent(upstream):
     out = run_cli("-p", "x" * 8001, "--server", upstream + "/v1")
     assert out.returncode == 2
     assert out.stderr.strip() == ("nanochat-tui: error: Message 0 is too long. Maximum 8000 characters "
-                                  "allowed per message")
+                                  "allowed per message (your message, 8,001 characters)")
     out = run_cli("-p", "hi", "-t", "3", "--server", upstream + "/v1")
     assert out.returncode == 2 and "Temperature must be between 0.0 and 2.0" in out.stderr
 
