@@ -303,3 +303,19 @@ def test_kill_9_mid_reply_then_continue_shows_every_turn_and_the_partial_one(tmp
     transcript = resumed.stderr
     assert "User: first line" in transcript and "User: second line" in transcript
     assert transcript.index("[stopped]") < transcript.index("User: second line") < transcript.index("[interrupted]")
+
+
+def test_the_export_matches_its_documented_schema(tmp_path):
+    import jsonschema
+
+    from conftest import REPO
+
+    schema = json.loads((REPO / "docs" / "conversation.schema.json").read_text())
+    conv = Conversation(system="s")
+    exchange(conv, "q", "a")
+    node = conv.start_reply()
+    conv.fail_reply(node, "boom")
+    jsonschema.validate(json.loads(json.dumps(export_json(conv))), schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**export_json(conv), "messages": [{"id": 1}]}, schema)
+    assert "## You\n\nq" in export_markdown(conv) and "_(failed: boom)_" in export_markdown(conv)
