@@ -313,6 +313,7 @@ def test_the_export_matches_its_documented_schema(tmp_path):
     schema = json.loads((REPO / "docs" / "conversation.schema.json").read_text())
     conv = Conversation(system="s")
     exchange(conv, "q", "a")
+    conv.add_user("again")
     node = conv.start_reply()
     conv.fail_reply(node, "boom")
     jsonschema.validate(json.loads(json.dumps(export_json(conv))), schema)
