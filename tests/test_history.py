@@ -25,6 +25,7 @@ from nanochat_core.history import (
     HistoryUnavailable,
     InvalidExport,
     export_json,
+    export_markdown,
     import_json,
 )
 
