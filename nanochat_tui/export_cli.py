@@ -70,7 +70,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_chat_model(
         base_dir=selection.base_dir, source=selection.source, model_tag=selection.model_tag,
         step=selection.step, device="cpu", dtype="float32", softcap=selection.softcap,
-        allow_demo=False, progress=progress,
+        allow_demo=False, progress=progress, hf=selection.hf,
     )
     result = export_hf(model, args.outdir, dtype=args.dtype or "float32", force=args.force,
                        verify=args.verify, verify_device=args.device_type or "cpu", progress=progress)
