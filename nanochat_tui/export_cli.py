@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["hf"], default="hf",
                    help="output format: hf = Hugging Face transformers NanoChat (the only one; default)")
     p.add_argument("--force", action="store_true",
-                   help="replace a non-empty OUTDIR (its old contents stay until the new export is complete)")
+                   help="replace a previous export in OUTDIR (it holds a .nanochat-tui-export marker; any "
+                        "other non-empty folder is refused); the old export stays until the new one is complete")
     p.add_argument("--verify", action="store_true",
                    help="before finishing, load the export with transformers and compare its logits with "
                         "nanochat-tui's (needs the transformers package)")
