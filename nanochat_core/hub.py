@@ -92,6 +92,16 @@ def repo_folder(cache: Path, repo: str) -> Path:
     return cache / ("models--" + repo.replace("/", "--"))
 
 
+def _library():
+    """huggingface_hub, with its offline switch set from the environment as it is NOW: the
+    library reads HF_HUB_OFFLINE once at import, we promise to honour it per call."""
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    constants.HF_HUB_OFFLINE = is_offline()
+    return huggingface_hub
+
+
 def _endpoint() -> str | None:
     return os.environ.get("HF_ENDPOINT") or None
 
@@ -156,8 +166,7 @@ def hub_error(e: BaseException, repo: str, revision: str, filename: str | None =
 
 def remote_listing(repo: str, revision: str) -> tuple[str, list[str]]:
     """(commit, file paths) of `repo` at `revision`, asked of the Hub."""
-    from huggingface_hub import HfApi
-
+    HfApi = _library().HfApi
     info = HfApi(endpoint=_endpoint(), token=_token()).model_info(repo, revision=revision)
     if not info.sha:
         raise CheckpointError(f"the Hub did not say which commit {repo}@{revision} is")
@@ -290,7 +299,7 @@ def fetch_checkpoint(spec: str, source: str | None = None, model_tag: str | None
     repo, revision = parse_repo_spec(spec)
     origin_where = repo if revision == "main" else f"{repo}@{revision}"
     try:
-        import huggingface_hub  # noqa: F401
+        _library()
     except ImportError:  # pragma: no cover - a dependency, but a broken install says so
         raise CheckpointError("--hf needs the huggingface_hub package: pip install huggingface_hub") from None
     say(f"Looking for nanochat checkpoints in hf:{origin_where}")
@@ -311,8 +320,7 @@ def fetch_checkpoint(spec: str, source: str | None = None, model_tag: str | None
     if missing:
         say(f"Downloading {', '.join(str(r) for r in missing)} from hf:{origin_where} "
             f"(commit {commit[:12]}) into {cache}")
-    from huggingface_hub import hf_hub_download
-
+    hf_hub_download = _library().hf_hub_download
     tqdm_class = _reporting_tqdm(download_progress) if download_progress else None
     for rel in wanted:
         try:
