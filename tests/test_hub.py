@@ -6,6 +6,7 @@ read with HF_HUB_OFFLINE=1 (hub_cache.py), and a tiny Hub on loopback that HF_EN
 
 from __future__ import annotations
 
+import json
 import subprocess
 
 import pytest
@@ -169,3 +170,17 @@ def test_cli_hf_one_shot_offline_and_flag_errors(offline):
                           capture_output=True, text=True, env=env, timeout=60)
     assert both.returncode == 2
     assert both.stderr == "nanochat-tui: error: --hf and --model-dir both name a checkpoint: give one of them\n"
+
+
+def test_models_lists_a_hub_repo_without_downloading(hub, capsys):
+    from nanochat_tui.cli import main
+
+    hub.add("alice/nanochat-d4", {k: v for k, v in two_stages_two_steps().items()}, COMMIT_A)
+    assert main(["models", "--hf", "alice/nanochat-d4", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [(r["stage"], r["tag"], r["step"]) for r in rows] == [("base", "d4", 100), ("sft", "d4", 200),
+                                                                ("sft", "d4", 300)]
+    assert {r["hf_commit"] for r in rows} == {COMMIT_A} and rows[0]["tokenizer_path"] == "tokenizer/tokenizer.pkl"
+    assert hub.downloaded() == []
+    assert main(["models", "--hf", "alice/nanochat-d4", "-d", "float32"]) == 2
+    assert "-d/--dtype is for loading a model; `models` only lists them" in capsys.readouterr().err
