@@ -348,7 +348,13 @@ def _host_available() -> int | None:
         limit = Path("/sys/fs/cgroup/memory.max").read_text().strip()
         if limit != "max":
             used = int(Path("/sys/fs/cgroup/memory.current").read_text().strip())
-            found.append(max(int(limit) - used, 0))
+            # Page cache the kernel can drop is not in use (the "working set" rule of
+            # container runtimes): without this a recently read checkpoint looks like a shortage.
+            for line in Path("/sys/fs/cgroup/memory.stat").read_text().splitlines():
+                if line.startswith("inactive_file "):
+                    used -= int(line.split()[1])
+                    break
+            found.append(max(int(limit) - max(used, 0), 0))
     except (OSError, ValueError):
         pass
     if not found:

@@ -239,6 +239,28 @@ def _reporting_tqdm(report: DownloadProgress):
     return ReportingTqdm
 
 
+def download_lines(progress: Progress, step_percent: int = 10) -> DownloadProgress:
+    """A download_progress callback that reports as occasional text lines through `progress`
+    (`Downloading model_000650.pt: 1.2 GB of 3.4 GB (30%)`, every `step_percent`): for a UI
+    that shows status lines rather than a bar (the TUI passes this to ModelSelection.load)."""
+    from .checkpoint_files import human_bytes
+
+    last: dict[str, int] = {}
+
+    def report(name: str, done: int, total: int | None) -> None:
+        short = name.rsplit("/", 1)[-1]
+        if not total:
+            return
+        percent = min(100, done * 100 // total)
+        bucket = percent // step_percent
+        if last.get(name) == bucket:
+            return
+        last[name] = bucket
+        progress(f"Downloading {short}: {human_bytes(done)} of {human_bytes(total)} ({percent}%)")
+
+    return report
+
+
 def _write_ref(cache: Path, repo: str, revision: str, commit: str) -> None:
     """Remember revision -> commit as the library does, so an offline run finds the snapshot."""
     if revision == commit:

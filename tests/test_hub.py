@@ -184,3 +184,15 @@ def test_models_lists_a_hub_repo_without_downloading(hub, capsys):
     assert hub.downloaded() == []
     assert main(["models", "--hf", "alice/nanochat-d4", "-d", "float32"]) == 2
     assert "-d/--dtype is for loading a model; `models` only lists them" in capsys.readouterr().err
+
+
+def test_download_lines_reports_every_ten_percent():
+    from nanochat_core.hub import download_lines
+
+    lines: list[str] = []
+    report = download_lines(lines.append)
+    for done in range(0, 1_000_001, 50_000):
+        report("(…)abc/sub/model_000650.pt", done, 1_000_000)
+    report("tokenizer.pkl", 5, None)  # unknown size: nothing to say yet
+    assert lines[0] == "Downloading model_000650.pt: 0 bytes of 1.0 MB (0%)"
+    assert lines[-1] == "Downloading model_000650.pt: 1.0 MB of 1.0 MB (100%)" and len(lines) == 11
