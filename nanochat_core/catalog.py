@@ -22,7 +22,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Iterable, Sequence
 
 from .checkpoint_files import CheckpointError
-from .checkpoints import STAGE_ORDER, CheckpointLocation, DiskTree, Scan, default_base_dir, location_in, scan, scan_dir
+from .checkpoints import (
+    STAGE_ORDER,
+    CheckpointLocation,
+    DiskTree,
+    Scan,
+    default_base_dir,
+    location_in,
+    scan,
+    scan_dir,
+)
 from .hub import HubOrigin, hub_cache_dir
 
 if TYPE_CHECKING:  # pragma: no cover

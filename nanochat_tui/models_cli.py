@@ -13,9 +13,9 @@ import argparse
 import json
 import sys
 
-from .cli_options import PROG, Parser, UsageError, add_model_flags
 from nanochat_core.text import one_line
 
+from .cli_options import PROG, Parser, UsageError, add_model_flags
 from .console import say
 
 EPILOG = """\

@@ -10,9 +10,9 @@ import subprocess
 from pathlib import Path
 
 import pytest
-
 from conftest import cli_command, cli_env
 from hub_cache import GEN1, GEN5, add_snapshot, flat_files
+
 from nanochat_core.catalog import list_models, load_entry, load_in_background
 
 COMMIT = "c" * 40

@@ -11,10 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import FIXTURES
-from nanochat_core import CheckpointError, load_chat_model
-from nanochat_core import checkpoint_files
+
+from nanochat_core import CheckpointError, checkpoint_files, load_chat_model
 
 GEN5 = FIXTURES / "gen5-smear-backout" / "base_dir"
 TAG = "chatsft_checkpoints/d4"

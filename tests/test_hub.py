@@ -10,9 +10,9 @@ import json
 import subprocess
 
 import pytest
-
 from conftest import cli_command, cli_env
 from hub_cache import GEN1, GEN5, add_snapshot, flat_files
+
 from nanochat_core import CheckpointError, load_chat_model
 from nanochat_core.hub import parse_repo_spec
 
