@@ -11,18 +11,20 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import torch
 
 from .chat import Message, SamplingParams, render_messages, reply_key
+from .checkpoint_files import check_memory
 from .checkpoints import (
     CheckpointError,
     CheckpointLocation,
     build_model,
     default_base_dir,
     detect_generation,
-    find_checkpoint,
+    locate,
+    no_tokenizer,
     read_model_config,
     read_state_dict,
 )
@@ -32,6 +34,9 @@ from .events import Done, Event
 from .model_info import ModelInfo
 from .resources import demo_model_dir
 from .tokenizer import Tokenizer, TokenizerError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .hub import DownloadProgress, HubOrigin
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16}
 REMEMBERED_REPLIES = 512  # generated replies whose exact ids we keep (see chat.render_messages)
@@ -195,9 +200,14 @@ class BatchedChatModel:
 
 
 def _load_location(loc: CheckpointLocation, device: torch.device, dtype: torch.dtype,
-                   softcap: float | None, is_demo: bool, progress: Callable[[str], None]) -> ChatModel:
+                   softcap: float | None, is_demo: bool, progress: Callable[[str], None],
+                   hub: "HubOrigin | None" = None) -> ChatModel:
+    """Read the three files of `loc` (checkpoint_files.py's rules) and build the model on
+    `device` in `dtype`, after checking that it fits there."""
     progress(f"Reading {loc.meta_path}")
     config = read_model_config(loc.meta_path)
+    if loc.tokenizer_path is None:
+        raise no_tokenizer(loc)
     progress(f"Loading tokenizer {loc.tokenizer_path}")
     try:
         tokenizer = Tokenizer.from_file(loc.tokenizer_path)
@@ -211,6 +221,9 @@ def _load_location(loc: CheckpointLocation, device: torch.device, dtype: torch.d
     progress(f"Loading weights {loc.model_path}")
     state = read_state_dict(loc.model_path)
     generation = detect_generation(state)
+    # Before anything is allocated: the weights in the compute dtype, the rotary tables and a
+    # KV cache must fit on the device (docs/checkpoints.md "Memory check").
+    check_memory(state, config, dtype, device, loc.model_path)
     model = build_model(state, config, generation, softcap, loc.model_path)
     del state
     progress(f"Detected {generation}; converting to {str(dtype).removeprefix('torch.')} on {device}")
@@ -236,13 +249,27 @@ def _load_location(loc: CheckpointLocation, device: torch.device, dtype: torch.d
         params=model.num_params(),
         device=str(device),
         dtype=str(dtype).removeprefix("torch."),
+        model_path=str(loc.model_path),
+        layout=loc.layout,
+        hf_repo=hub.repo if hub else None,
+        hf_revision=hub.revision if hub else None,
+        hf_commit=hub.commit if hub else None,
     )
     return ChatModel(model, tokenizer, info)
 
 
+def load_location(loc: CheckpointLocation, *, device: str | None = None, dtype: str | None = None,
+                  softcap: float | None = None, is_demo: bool = False,
+                  progress: Callable[[str], None] | None = None, hub: "HubOrigin | None" = None) -> ChatModel:
+    """Load one checkpoint already found (checkpoints.locate, a catalog entry) under the same
+    rules as load_chat_model."""
+    torch_device, torch_dtype = resolve_device_and_dtype(device, dtype)
+    return _load_location(loc, torch_device, torch_dtype, softcap, is_demo, progress or (lambda _l: None), hub)
+
+
 def load_chat_model(
     base_dir: str | Path | None = None,
-    source: str = "sft",
+    source: str | None = None,
     model_tag: str | None = None,
     step: int | None = None,
     device: str | None = None,
@@ -250,20 +277,37 @@ def load_chat_model(
     softcap: float | None = None,
     allow_demo: bool = True,
     progress: Callable[[str], None] | None = None,
+    hf: str | None = None,
+    download_progress: "DownloadProgress | None" = None,
 ) -> ChatModel:
-    """Find and load a nanochat checkpoint with nanochat's rules (see README "Your checkpoints").
+    """Find and load a nanochat checkpoint (docs/checkpoints.md).
 
-    With nothing found and nothing explicitly requested (no base_dir, tag or step, and
+    `base_dir` is any folder holding checkpoints: nanochat's base dir, a stage or tag folder, or
+    a flat folder (checkpoints.py's rules); default $NANOCHAT_BASE_DIR, else ~/.cache/nanochat.
+    `hf` is `OWNER/REPO[@REVISION]` on the Hugging Face Hub instead: only the chosen
+    checkpoint's files are downloaded (hub.py), then loaded under the same rules.
+    `source` (base|mid|sft|rl; default sft, else the only stage present), `model_tag` and
+    `step` choose within either. `download_progress(file, done, total)` replaces the
+    library's progress bar on stderr (a TUI passes one).
+
+    With nothing found and nothing explicitly requested (no base_dir, tag, step or hf, and
     allow_demo), the bundled demo model is loaded and a notice says so. Any problem raises
-    CheckpointError with a one-line message.
+    CheckpointError (hub problems too) with a one-line message.
     """
     say = progress or (lambda _line: None)
     torch_device, torch_dtype = resolve_device_and_dtype(device, dtype)
+    if hf is not None:
+        if base_dir is not None:
+            raise CheckpointError("--hf and --model-dir both name a checkpoint: give one of them")
+        from .hub import fetch_checkpoint
+
+        loc, origin = fetch_checkpoint(hf, source, model_tag, step, progress=say, download_progress=download_progress)
+        return _load_location(loc, torch_device, torch_dtype, softcap, False, say, hub=origin)
     explicit = base_dir is not None or model_tag is not None or step is not None
     root = Path(base_dir).expanduser() if base_dir is not None else default_base_dir()
-    say(f"Looking for {source} checkpoints in {root}")
+    say(f"Looking for {source or 'sft'} checkpoints in {root}")
     try:
-        loc = find_checkpoint(root, source, model_tag, step)
+        loc = locate(root, source, model_tag, step, progress=say)
     except CheckpointError as e:
         if explicit or not allow_demo:
             raise
@@ -271,7 +315,7 @@ def load_chat_model(
         notice = f"no checkpoints in {root}; using the bundled demo model ({demo})"
         say(notice)
         try:
-            loc = find_checkpoint(demo, "sft")
+            loc = locate(demo, "sft")
         except CheckpointError:
             raise CheckpointError(f"{e}; and the bundled demo model is missing from {demo}") from None
         m = _load_location(loc, torch_device, torch_dtype, softcap, True, say)

@@ -38,6 +38,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
 import struct
 import tempfile
 from dataclasses import dataclass, replace
@@ -471,13 +472,48 @@ class ExportResult:
     verification: str | None
 
 
+# Written into every export: --force replaces only a folder that holds one (docs/security.md).
+MARKER = ".nanochat-tui-export"
+MARKER_MAX_BYTES = 64 * 1024
+
+
+def _marker_files(outdir: Path) -> set[str] | None:
+    """The file names a previous export wrote into `outdir` (from its marker), or None when
+    `outdir` holds no valid marker. The marker must be a small regular file (no link)."""
+    path = outdir / MARKER
+    try:
+        st = path.lstat()
+        if not stat.S_ISREG(st.st_mode) or st.st_size > MARKER_MAX_BYTES:
+            return None
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, RecursionError):
+        return None
+    files = data.get("files") if isinstance(data, dict) and data.get("nanochat_tui_export") == 1 else None
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        return None
+    return {*files, MARKER}
+
+
 def prepare_outdir(outdir: Path, force: bool) -> None:
-    """Refuse an OUTDIR that would lose data: non-empty without force, or not a directory."""
+    """Refuse an OUTDIR that would lose data: not a directory; non-empty without force; with
+    force, anything but a previous export (its marker file, and no file it did not write)."""
     if outdir.exists() or outdir.is_symlink():
-        if not outdir.is_dir():
+        if outdir.is_symlink() or not outdir.is_dir():
             raise ExportError(f"{outdir} exists and is not a directory")
-        if any(outdir.iterdir()) and not force:
-            raise ExportError(f"{outdir} exists and is not empty (use --force to replace it)")
+        present = sorted(p.name for p in outdir.iterdir())
+        if not present:
+            return
+        if not force:
+            raise ExportError(f"{outdir} exists and is not empty (use --force to replace a previous export)")
+        written = _marker_files(outdir)
+        if written is None:
+            raise ExportError(f"{outdir} is not a previous export (no {MARKER} marker): --force replaces only "
+                              "an export; choose another OUTDIR or empty this one yourself")
+        extra = [name for name in present if name not in written or (outdir / name).is_dir()]
+        if extra:
+            shown = ", ".join(extra[:3]) + (" …" if len(extra) > 3 else "")
+            raise ExportError(f"{outdir} holds files the export did not write ({shown}): move them out, "
+                              "then run again with --force")
 
 
 def export_hf(chat_model: "ChatModel", outdir: str | os.PathLike, *, dtype: str = "float32",
@@ -541,6 +577,12 @@ def export_hf(chat_model: "ChatModel", outdir: str | os.PathLike, *, dtype: str 
             if agree < 0.9:
                 raise ExportError(f"verification failed: {verification}")
         (tmp / "README.md").write_text(model_card(info, config, dtype, verification), encoding="utf-8")
+        _write_json(tmp / MARKER, {"nanochat_tui_export": 1, "format": "hf", "files": sorted(FILES),
+                                   "generation": info.generation, "source": info.origin})
+        # mkdtemp made it 0700; the export is an ordinary folder (the umask's permissions).
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o777 & ~umask)
         _move_into_place(tmp, outdir)
     except BaseException as e:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 @dataclass(frozen=True)
 class ModelInfo:
     generation: str  # e.g. "gen5-smear-backout" (spec §9.1 names)
-    source: str  # base | sft | rl | demo
+    source: str  # base | mid | sft | rl | demo, or "" when no folder name told the stage
     model_tag: str  # e.g. "d20"
     step: int
-    checkpoint_dir: str  # the tag directory the files came from
+    checkpoint_dir: str  # the folder the files came from (in the HF cache for --hf)
     is_demo: bool
     n_layer: int
     n_embd: int
@@ -25,6 +25,40 @@ class ModelInfo:
     device: str = "cpu"
     dtype: str = "float32"
     notes: tuple[str, ...] = field(default_factory=tuple)
+    # Where exactly the weights came from (docs/core-api.md "Model identity").
+    model_path: str = ""  # the model_<step>.pt file read
+    layout: str = ""  # how the folder was read: "base dir" | "checkpoint folder" | "folder"
+    hf_repo: str | None = None  # OWNER/NAME when loaded with --hf
+    hf_revision: str | None = None  # the revision asked for (branch, tag or commit; "main" by default)
+    hf_commit: str | None = None  # the commit that revision resolved to
+
+    @property
+    def stage(self) -> str | None:
+        """The training stage (base, mid, sft, rl); None when unknown (a flat folder)."""
+        if self.is_demo:
+            return "sft"
+        return self.source or None
+
+    @property
+    def origin(self) -> str:
+        """`hf:OWNER/NAME@REVISION (commit 0123abcd)` or the checkpoint folder's path."""
+        if self.hf_repo:
+            commit = f" (commit {self.hf_commit[:12]})" if self.hf_commit and self.hf_commit != self.hf_revision else ""
+            return f"hf:{self.hf_repo}@{self.hf_revision or 'main'}{commit}"
+        return self.checkpoint_dir
+
+    def identity(self) -> dict:
+        """What identifies this model precisely, as JSON (for /v1/models and `models --json`)."""
+        return {
+            "stage": self.stage,
+            "tag": self.model_tag,
+            "step": self.step,
+            "generation": self.generation,
+            "demo": self.is_demo,
+            "path": self.model_path or self.checkpoint_dir,
+            "hf": ({"repo": self.hf_repo, "revision": self.hf_revision or "main", "commit": self.hf_commit}
+                   if self.hf_repo else None),
+        }
 
     @property
     def is_remote(self) -> bool:
@@ -36,7 +70,8 @@ class ModelInfo:
         """Header text: `demo model` or `d20 · sft step 700 · gen5`."""
         if self.is_demo:
             return f"demo model ({self.model_tag}, {self.generation})"
-        return f"{self.model_tag} · {self.source} step {self.step} · {self.generation}"
+        stage = f"{self.source} " if self.source else ""
+        return f"{self.model_tag} · {stage}step {self.step} · {self.generation}"
 
     def describe(self) -> str:
         """One line for stderr / the status bar when a model has loaded."""

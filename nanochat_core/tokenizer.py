@@ -30,6 +30,9 @@ SPECIAL_TOKENS = (
 )
 
 
+MAX_VOCAB = 2**20  # the meta's vocab_size bound (checkpoint_files.META_BOUNDS)
+
+
 class TokenizerError(ValueError):
     """The tokenizer file is missing, hostile or not a nanochat tokenizer. One line."""
 
@@ -73,6 +76,8 @@ def _validated_state(state) -> dict:
     ):
         raise TokenizerError("the tokenizer's mergeable_ranks must map bytes to int")
     n = len(ranks)
+    if n + len(specials if isinstance(specials, dict) else ()) > MAX_VOCAB:
+        raise TokenizerError(f"the tokenizer has more than {MAX_VOCAB} tokens")
     if sorted(ranks.values()) != list(range(n)):
         raise TokenizerError("the tokenizer's ranks must be exactly 0..n-1")
     if not isinstance(specials, dict) or not all(
@@ -91,11 +96,13 @@ def load_encoding(path: str | Path):
     """Read tokenizer.pkl safely and return a tiktoken.Encoding."""
     import tiktoken
 
+    from .checkpoint_files import TOKENIZER_MAX_BYTES, CheckpointError, read_capped
+
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as e:
-        raise TokenizerError(f"cannot read tokenizer {path}: {e.strerror or e}") from None
+    try:  # a regular file under the cap, read once (docs/security.md "Checkpoint files")
+        data = read_capped(path, TOKENIZER_MAX_BYTES, "tokenizer")
+    except CheckpointError as e:
+        raise TokenizerError(str(e)) from None
     try:
         obj = _RestrictedUnpickler(io.BytesIO(data)).load()
     except Exception as e:  # any malformed/hostile pickle: one line, no code run

@@ -7,6 +7,7 @@ Modes:
   nanochat-tui --web           browser chat served by aiohttp (here -p means --port)
   nanochat-tui bench           decode / time-to-first-token benchmark, JSON on the last line
   nanochat-tui export ...      write a checkpoint as a Hugging Face transformers model
+  nanochat-tui models          list every checkpoint found (base dir, HF cache, demo model)
   --server URL (any mode but bench/export): chat with an OpenAI-compatible server instead
 
 main() is the ONLY place that prints errors and picks exit codes: every mode and subcommand
@@ -51,11 +52,13 @@ modes:
   nanochat-tui bench --help     speed benchmark
   nanochat-tui export --help    export to Hugging Face format (for vLLM and other servers)
   nanochat-tui history --help   saved conversations: list, show, export, delete, search
+  nanochat-tui models           list the checkpoints this machine has (--json for scripts)
   nanochat-tui --server http://HOST:8000/v1   any mode above, on a remote OpenAI-compatible server
 
-checkpoints: --model-dir, else $NANOCHAT_BASE_DIR, else ~/.cache/nanochat; inside it
-base_checkpoints/ mid_checkpoints/ chatsft_checkpoints/ chatrl_checkpoints/ as nanochat writes
-them. With none found (and none asked for) the bundled demo model is used.
+checkpoints: --model-dir DIR (nanochat's base dir, a stage or tag folder, or a flat folder of
+model_*.pt + meta_*.json + tokenizer), else $NANOCHAT_BASE_DIR, else ~/.cache/nanochat; or
+--hf OWNER/REPO[@REV] from the Hugging Face Hub (see docs/checkpoints.md). With none found (and
+none asked for) the bundled demo model is used.
 sampling values outside the ranges (temperature 0.0-2.0, top-k 0-200, max tokens 1-4096) are
 rejected, never clamped: the same rule as the web API and the /temperature commands.
 max tokens: 256 per reply in the terminal modes (nanochat's chat_cli), 512 in --web (chat_web).
@@ -68,6 +71,7 @@ SUBCOMMANDS = {
     "bench": "nanochat_tui.bench_cli",
     "export": "nanochat_tui.export_cli",
     "history": "nanochat_tui.history_cli",
+    "models": "nanochat_tui.models_cli",
 }
 
 

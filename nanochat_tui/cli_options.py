@@ -44,14 +44,18 @@ def add_model_flags(p: argparse.ArgumentParser, *, device_help: str | None = Non
                     dtype_help: str | None = None) -> None:
     """Model selection: which checkpoint, and how to run it. Defaults are None so that a
     subcommand can tell "given" from "not given" (see selection_from)."""
-    g = p.add_argument_group("model selection (nanochat's rules; see README 'Your checkpoints')")
+    g = p.add_argument_group("model selection (see README 'Your checkpoints' and docs/checkpoints.md)")
     g.add_argument("-i", "--source", choices=SOURCES, default=None,
-                   help="training stage: base|mid|sft|rl (default: sft)")
+                   help="training stage: base|mid|sft|rl (default: sft, else the only stage there is)")
     g.add_argument("-g", "--model-tag", default=None,
                    help="model tag directory, e.g. d20 (default: largest dNN, else newest)")
     g.add_argument("-s", "--step", type=int, default=None, help="checkpoint step (default: largest)")
     g.add_argument("--model-dir", default=None, metavar="DIR",
-                   help="nanochat base dir (default: $NANOCHAT_BASE_DIR, else ~/.cache/nanochat)")
+                   help="a folder holding checkpoints: nanochat's base dir, a stage or tag folder, or a "
+                        "flat folder of model_*.pt + meta_*.json (default: $NANOCHAT_BASE_DIR, else ~/.cache/nanochat)")
+    g.add_argument("--hf", default=None, metavar="OWNER/REPO[@REV]",
+                   help="a nanochat checkpoint on the Hugging Face Hub: downloads only the chosen "
+                        "checkpoint's files into the HF cache ($HF_HOME, $HF_TOKEN, $HF_HUB_OFFLINE apply)")
     g.add_argument("--device-type", choices=["cuda", "cpu", "mps"], default=None,
                    help=device_help or "device (default: autodetect cuda > mps > cpu)")
     g.add_argument("-d", "--dtype", choices=["bfloat16", "float32"], default=None,
@@ -66,7 +70,7 @@ DTYPE_HELP = ("compute dtype (default: bfloat16 on CUDA as nanochat does; float3
 
 # Model-selection flags that choose a LOCAL checkpoint (refused next to --server).
 LOCAL_FLAGS = {"source": "-i/--source", "model_tag": "-g/--model-tag", "step": "-s/--step",
-               "model_dir": "--model-dir", "device_type": "--device-type", "dtype": "-d/--dtype",
+               "model_dir": "--model-dir", "hf": "--hf", "device_type": "--device-type", "dtype": "-d/--dtype",
                "softcap": "--softcap"}
 
 
@@ -118,13 +122,22 @@ def selection_from(args: argparse.Namespace, *, key_flag: str = "--api-key",
     if given:
         raise UsageError(f"{given} is for client mode: add --server URL (a local checkpoint is chosen "
                          "with --model-dir, -i, -g and -s)")
-    source = args.source or DEFAULT_SOURCE
+    hf = getattr(args, "hf", None)
+    if hf is not None:
+        if args.model_dir is not None:
+            raise UsageError("--hf and --model-dir both name a checkpoint: give one of them")
+        from nanochat_core.hub import parse_repo_spec  # no torch, no huggingface_hub import
+
+        try:
+            parse_repo_spec(hf)
+        except NanochatError as e:
+            raise UsageError(str(e)) from None
     explicit = (args.model_dir is not None or args.model_tag is not None or args.step is not None
-                or source != DEFAULT_SOURCE or not allow_demo)
+                or hf is not None or (args.source or DEFAULT_SOURCE) != DEFAULT_SOURCE or not allow_demo)
     return ModelSelection(
-        base_dir=args.model_dir, source=source, model_tag=args.model_tag,
+        base_dir=args.model_dir, source=args.source, model_tag=args.model_tag,
         step=args.step, device_type=args.device_type, dtype=args.dtype, softcap=args.softcap,
-        explicit=explicit,
+        explicit=explicit, hf=hf,
     )
 
 

@@ -21,14 +21,15 @@ if TYPE_CHECKING:  # pragma: no cover
 class ModelSelection:
     """Which checkpoint to load and how (nanochat's rules; see nanochat_core.checkpoints)."""
 
-    base_dir: str | None = None  # --model-dir, else NANOCHAT_BASE_DIR, else ~/.cache/nanochat
-    source: str = "sft"
+    base_dir: str | None = None  # --model-dir (any layout), else NANOCHAT_BASE_DIR, else ~/.cache/nanochat
+    source: str | None = None  # -i; None: sft, else the only stage present (docs/checkpoints.md)
     model_tag: str | None = None
     step: int | None = None
     device_type: str | None = None  # cuda | cpu | mps; None = autodetect
     dtype: str | None = None  # bfloat16 | float32; None = bfloat16 on CUDA, float32 elsewhere
     softcap: float | None = None  # override for the gen3 / gen3-softcap20 ambiguity
     explicit: bool = False  # the user named a source/tag/step/dir: never fall back to the demo model
+    hf: str | None = None  # --hf OWNER/REPO[@REVISION]: a checkpoint on the Hugging Face Hub
     # Client mode: an OpenAI-compatible server (vLLM, SGLang, another nanochat-tui --web ...)
     # instead of a local checkpoint. Then none of the fields above apply and torch is never imported.
     server: str | None = None  # --server URL, e.g. http://gpu-box:8000/v1
@@ -36,9 +37,11 @@ class ModelSelection:
     server_model: str | None = None  # --model: which of the server's models (default: its first)
     server_limits: "ClientLimits | None" = None  # --server-timeout deadlines (None: the defaults)
 
-    def load(self, progress: Callable[[str], None] | None = None, device: str | None = None) -> "ChatModel":
+    def load(self, progress: Callable[[str], None] | None = None, device: str | None = None,
+             download_progress: Callable[[str, int, int | None], None] | None = None) -> "ChatModel":
         """Load the model (imports torch), or connect to `server` (no torch). Raises
-        nanochat_core.CheckpointError (RemoteError for a server) with one line."""
+        nanochat_core.CheckpointError (RemoteError for a server) with one line.
+        `download_progress(file, done, total)` replaces the --hf download bar on stderr."""
         if self.server is not None:
             from nanochat_core.remote import RemoteChatModel
 
@@ -58,6 +61,8 @@ class ModelSelection:
             softcap=self.softcap,
             allow_demo=not self.explicit,
             progress=progress,
+            hf=self.hf,
+            download_progress=download_progress,
         )
 
     def as_stats(self) -> dict:
@@ -65,8 +70,8 @@ class ModelSelection:
             return {"server": self.server, "model": self.server_model or "(the server's first)",
                     "api_key": "set" if self.server_api_key else "none"}
         return {
-            "model_dir": self.base_dir,
-            "source": self.source,
+            **({"hf": self.hf} if self.hf else {"model_dir": self.base_dir}),
+            "source": self.source or "auto (sft)",
             "model_tag": self.model_tag,
             "step": self.step,
             "device_type": self.device_type or "auto",

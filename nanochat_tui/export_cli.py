@@ -36,7 +36,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["hf"], default="hf",
                    help="output format: hf = Hugging Face transformers NanoChat (the only one; default)")
     p.add_argument("--force", action="store_true",
-                   help="replace a non-empty OUTDIR (its old contents stay until the new export is complete)")
+                   help="replace a previous export in OUTDIR (it holds a .nanochat-tui-export marker; any "
+                        "other non-empty folder is refused); the old export stays until the new one is complete")
     p.add_argument("--verify", action="store_true",
                    help="before finishing, load the export with transformers and compare its logits with "
                         "nanochat-tui's (needs the transformers package)")
@@ -70,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_chat_model(
         base_dir=selection.base_dir, source=selection.source, model_tag=selection.model_tag,
         step=selection.step, device="cpu", dtype="float32", softcap=selection.softcap,
-        allow_demo=False, progress=progress,
+        allow_demo=False, progress=progress, hf=selection.hf,
     )
     result = export_hf(model, args.outdir, dtype=args.dtype or "float32", force=args.force,
                        verify=args.verify, verify_device=args.device_type or "cpu", progress=progress)

@@ -213,3 +213,119 @@ def test_tokenizer_matches_plain_pickle_load():
     text = "Hello wörld 12345 ✓ — ok?"
     assert ours.encode_ordinary(text) == theirs.encode_ordinary(text)
     assert ours._special_tokens == theirs._special_tokens and ours.n_vocab == theirs.n_vocab
+
+
+# ---- any folder: the detection rules of docs/checkpoints.md ----
+
+GEN5_TAG = GEN5 / "chatsft_checkpoints" / "d4"
+GEN5_TOKENIZER = GEN5 / "tokenizer" / "tokenizer.pkl"
+
+
+def flat(dest: Path, tokenizer_at: str | None = "tokenizer.pkl", step: int = 700) -> Path:
+    """model + meta in `dest` (as a published repo holds them), the tokenizer at `tokenizer_at`
+    relative to `dest` ('../tokenizer/tokenizer.pkl' = in a parent's tokenizer/ folder)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    shutil.copy(GEN5_TAG / "model_000700.pt", dest / f"model_{step:06d}.pt")
+    shutil.copy(GEN5_TAG / "meta_000700.json", dest / f"meta_{step:06d}.json")
+    if tokenizer_at is not None:
+        target = (dest / tokenizer_at).resolve()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(GEN5_TOKENIZER, target)
+    return dest
+
+
+@pytest.mark.parametrize("tokenizer_at", ["tokenizer.pkl", "tokenizer/tokenizer.pkl",
+                                          "../tokenizer.pkl", "../../tokenizer/tokenizer.pkl"])
+def test_flat_folder_with_the_tokenizer_in_each_place(tmp_path, tokenizer_at):
+    folder = flat(tmp_path / "a" / "b" / "downloaded-d20", tokenizer_at)
+    loc = find_checkpoint(folder, None)
+    assert (loc.layout, loc.model_tag, loc.step, loc.source) == ("checkpoint folder", "d20", 700, "")
+    assert loc.tokenizer_path.resolve() == (folder / tokenizer_at).resolve()
+    assert loc.model_path == folder / "model_000700.pt"
+
+
+def test_flat_folder_loads_and_chats_like_the_base_dir(tmp_path, load_fixture):
+    folder = flat(tmp_path / "downloaded-d20")
+    m = load_chat_model(base_dir=folder, device="cpu")
+    assert (m.info.model_tag, m.info.step, m.info.source, m.info.layout) == ("d20", 700, "", "checkpoint folder")
+    assert m.info.short_name == "d20 · step 700 · gen5-smear-backout"
+    ids = m.render([{"role": "user", "content": "hello"}])
+    assert torch.equal(m.logits(ids), load_fixture("gen5-smear-backout").logits(ids))
+
+
+def test_tag_and_stage_folders_of_a_base_dir(copy_fixture):
+    base = copy_fixture()
+    tag = find_checkpoint(base / "chatsft_checkpoints" / "d4", None)  # tokenizer two levels up
+    assert (tag.source, tag.model_tag, tag.step) == ("sft", "d4", 700)
+    assert tag.tokenizer_path.resolve() == (base / "tokenizer" / "tokenizer.pkl").resolve()
+    stage = find_checkpoint(base / "chatsft_checkpoints", None)
+    assert (stage.source, stage.model_tag, stage.layout) == ("sft", "d4", "folder")
+    m = load_chat_model(base_dir=base / "chatsft_checkpoints" / "d4", device="cpu")
+    assert (m.info.source, m.info.model_tag) == ("sft", "d4")
+
+
+def test_repo_like_folder_with_stages_tags_and_steps(tmp_path):
+    """A published repo with subfolders: -i/-g/-s navigate; sft is the default stage."""
+    root = tmp_path / "repo"
+    flat(root / "base" / "d4", None, step=100)
+    flat(root / "sft" / "d4", None, step=200)
+    flat(root / "sft" / "d4", None, step=300)
+    flat(root / "sft" / "d6", None, step=50)
+    shutil.copytree(GEN5 / "tokenizer", root / "tokenizer")
+    default = find_checkpoint(root, None)
+    assert (default.source, default.model_tag, default.step) == ("sft", "d6", 50)
+    assert find_checkpoint(root, None, "d4").step == 300
+    assert find_checkpoint(root, None, "d4", 200).step == 200
+    assert find_checkpoint(root, "base").step == 100
+    assert find_checkpoint(root, None).tokenizer_path == root / "tokenizer" / "tokenizer.pkl"
+    with pytest.raises(CheckpointError, match=r"no rl checkpoints in .*found: base d4 \(steps 100\)"):
+        find_checkpoint(root, "rl")
+
+
+def test_only_stage_present_is_used_and_said(tmp_path):
+    shutil.copytree(GEN5 / "tokenizer", tmp_path / "tokenizer")
+    flat(tmp_path / "base_checkpoints" / "d4", None)
+    notes: list[str] = []
+    m = load_chat_model(base_dir=tmp_path, device="cpu", progress=notes.append)
+    assert m.info.source == "base"
+    assert any("no sft checkpoint in" in n and "using its base checkpoint (choose with -i)" in n for n in notes)
+
+
+def test_several_stages_without_sft_ask_for_i(tmp_path):
+    flat(tmp_path / "base_checkpoints" / "d4", None)
+    flat(tmp_path / "chatrl_checkpoints" / "d4", None)
+    with pytest.raises(CheckpointError, match=r"holds several stages \(base, rl\) and no sft: choose one with -i"):
+        find_checkpoint(tmp_path, None)
+
+
+def test_mid_stage_loads(tmp_path):
+    """nanochat before 2026-01-31 wrote mid_checkpoints/ (several published repos hold one)."""
+    shutil.copytree(GEN5 / "tokenizer", tmp_path / "tokenizer")
+    shutil.copytree(GEN5_TAG, tmp_path / "mid_checkpoints" / "d4")
+    shutil.copytree(GEN5_TAG, tmp_path / "chatsft_checkpoints" / "d4")
+    m = load_chat_model(base_dir=tmp_path, source="mid", device="cpu")
+    assert (m.info.source, m.info.stage) == ("mid", "mid")
+    assert m.info.checkpoint_dir == str(tmp_path / "mid_checkpoints" / "d4")
+
+
+def test_a_folder_matching_no_rule_says_what_was_looked_for_and_found(tmp_path):
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "README.md").write_text("hi")
+    (tmp_path / "pytorch_model.bin").write_bytes(b"")
+    with pytest.raises(CheckpointError) as caught:
+        load_chat_model(base_dir=tmp_path, device="cpu")
+    message = str(caught.value)
+    assert "\n" not in message
+    assert message.startswith(f"no nanochat checkpoint in {tmp_path}: looked for model_<step>.pt with meta_<step>.json")
+    assert message.endswith("found notes/, README.md, pytorch_model.bin")
+
+
+def test_missing_tokenizer_and_missing_meta_are_one_line_each(tmp_path):
+    folder = flat(tmp_path / "d4", None)
+    with pytest.raises(CheckpointError, match=r"no tokenizer for .*d4: looked for tokenizer.pkl and "
+                                              r"tokenizer/tokenizer.pkl there and up to 2 folders above"):
+        load_chat_model(base_dir=folder, device="cpu")
+    shutil.copy(GEN5_TOKENIZER, folder / "tokenizer.pkl")
+    (folder / "meta_000700.json").unlink()
+    with pytest.raises(CheckpointError, match=r"missing metadata file .*meta_000700.json"):
+        load_chat_model(base_dir=folder, device="cpu")

@@ -68,8 +68,8 @@ def hf_logits(model, ids) -> torch.Tensor:
 def test_files_and_config(exported):
     out, model, _ = exported
     assert sorted(p.name for p in out.iterdir()) == sorted([
-        "README.md", "chat_template.jinja", "config.json", "generation_config.json", "model.safetensors",
-        "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"])
+        ".nanochat-tui-export", "README.md", "chat_template.jinja", "config.json", "generation_config.json",
+        "model.safetensors", "special_tokens_map.json", "tokenizer.json", "tokenizer_config.json"])
     cfg = json.loads((out / "config.json").read_text())
     assert cfg["architectures"] == ["NanoChatForCausalLM"] and cfg["model_type"] == "nanochat"
     assert cfg["rms_norm_eps"] == 2.0**-23 == torch.finfo(torch.float32).eps
@@ -199,14 +199,21 @@ def test_cli_export_verify_force_and_bfloat16(tmp_path, capsys):
     out.mkdir()
     (out / "keep.txt").write_text("mine")
     assert export_main([str(out), "--model-dir", base]) == 2
-    assert "exists and is not empty (use --force to replace it)" in capsys.readouterr().err
+    assert "exists and is not empty (use --force to replace a previous export)" in capsys.readouterr().err
     assert (out / "keep.txt").exists()
+    # --force replaces only a previous export: a folder of the user's own files is refused.
+    assert export_main([str(out), "--model-dir", base, "--force"]) == 2
+    assert "is not a previous export (no .nanochat-tui-export marker)" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "mine"
+    (out / "keep.txt").unlink()
 
+    assert export_main([str(out), "--model-dir", base]) == 0
+    capsys.readouterr()
     assert export_main([str(out), "--model-dir", base, "--force", "--verify"]) == 0
     captured = capsys.readouterr()
     assert captured.out.strip() == str(out)
     assert "chat template ids identical; max logit difference 0.00e+00 vs nanochat-tui with float32 rotary tables" in captured.err
-    assert not (out / "keep.txt").exists() and (out / "model.safetensors").exists()
+    assert (out / "model.safetensors").exists()
     assert "## Verification\ntransformers" in (out / "README.md").read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["hf"]  # no leftovers beside it
 
@@ -257,3 +264,31 @@ def test_the_nanochat_tui_command_runs_export(tmp_path):
     help_run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert help_run.stdout.strip().splitlines()[-1] == "False"
     assert "--format" in help_run.stdout
+
+
+def test_force_never_deletes_what_an_export_did_not_write(tmp_path, load_fixture):
+    """--force on a folder holding someone's work (a thesis in a subfolder) is refused and
+    loses nothing; a previous export with a file added by hand is refused too; the export is
+    an ordinary folder (umask permissions), not mkdtemp's 0700."""
+    import os
+
+    model = load_fixture(GEN1)
+    work = tmp_path / "work"
+    (work / "thesis").mkdir(parents=True)
+    (work / "thesis" / "chapter1.tex").write_text("years of work")
+    with pytest.raises(ExportError, match="is not a previous export"):
+        export_hf(model, work, force=True)
+    assert (work / "thesis" / "chapter1.tex").read_text() == "years of work"
+
+    out = tmp_path / "export"
+    export_hf(model, out)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (out.stat().st_mode & 0o777) == (0o777 & ~umask)
+    (out / "notes.txt").write_text("mine")
+    with pytest.raises(ExportError, match=r"holds files the export did not write \(notes.txt\)"):
+        export_hf(model, out, force=True)
+    assert (out / "notes.txt").exists()
+    (out / "notes.txt").unlink()
+    export_hf(model, out, force=True)  # a previous export, as written: replaced
+    assert (out / ".nanochat-tui-export").is_file()
