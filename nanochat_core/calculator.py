@@ -24,6 +24,7 @@ import codecs
 import operator
 import re
 import sys
+import threading
 import types
 import warnings
 
@@ -91,15 +92,23 @@ _SOURCE_NAME = "<calculator>"
 _QUIET = ((SyntaxWarning, re.escape(_SOURCE_NAME)), (DeprecationWarning, re.escape(_SOURCE_NAME)))
 
 
+_QUIET_LOCK = threading.Lock()
+
+
 def _quiet_parser_warnings() -> None:
     # Keep our two filters in front: a filter added later (pytest adds some around each test)
     # would otherwise win. They match warnings about our own pseudo-file only.
-    front = warnings.filters[:len(_QUIET)]
-    if all(any(f[0] == "ignore" and f[2] is category and f[3] is not None
-               and f[3].pattern == module for f in front) for category, module in _QUIET):
+    def in_front() -> bool:
+        front = warnings.filters[:len(_QUIET)]
+        return all(any(f[0] == "ignore" and f[2] is category and f[3] is not None
+                       and f[3].pattern == module for f in front) for category, module in _QUIET)
+
+    if in_front():
         return
-    for category, module in _QUIET:
-        warnings.filterwarnings("ignore", category=category, module=module)
+    with _QUIET_LOCK:
+        if not in_front():
+            for category, module in _QUIET:
+                warnings.filterwarnings("ignore", category=category, module=module)
 
 
 def _parse(expr: str) -> ast.expr:
@@ -173,9 +182,12 @@ class _Compiler:
         kind = type(value)
         if kind not in _CONSTANT_TYPES:
             raise _Refused("constant type")
+        # (Interning is observable for one-character strings: the interned 'b' is not the
+        # cached 'b' that split() returns. Long ones are left alone: some Pythons never free
+        # interned strings, and no method we call returns an interned long string.)
         key = (kind, repr(value)) if kind in (float, complex) else (kind, value)
         if key not in self._constants:
-            if kind is str and set(value) <= _NAME_CHARS:
+            if kind is str and len(value) <= 64 and set(value) <= _NAME_CHARS:
                 value = sys.intern(value)
             self._constants[key] = value
         return self._constants[key]
