@@ -172,15 +172,21 @@ class Conversation:
         must end with a user message). Reply ids recorded with this tokenizer are used as they
         are; other replies are rendered from their content (each part on its own), or taken
         from `known` (reply_key -> generated ids, a model's memory of replies it wrote)."""
+        path = self.context_path()
+        if not path or path[-1].role != "user":
+            raise ValidationError("The last message must be from the user")
+        return self.token_history(tokenizer, tokenizer_id=tokenizer_id, known=known)
+
+    def token_history(self, tokenizer: Encoder, *, tokenizer_id: str | None = None,
+                      known: Mapping[Any, Sequence[int]] | None = None) -> list[int]:
+        """The whole context as nanochat's chat_cli holds it (`conversation_tokens`): after a
+        reply, it ends with that reply's ids; after a user message, with <|assistant_start|>."""
         sp = tokenizer.special
         user_start, user_end = sp("<|user_start|>"), sp("<|user_end|>")
         assistant_start, assistant_end = sp("<|assistant_start|>"), sp("<|assistant_end|>")
         ids = [tokenizer.bos_id]
         first_user = True
-        path = self.context_path()
-        if not path or path[-1].role != "user":
-            raise ValidationError("The last message must be from the user")
-        for node in path:
+        for node in self.context_path():
             if node.role == "user":
                 text = node.text
                 if first_user and self.system:
