@@ -180,11 +180,20 @@
         lines.push(m.role === "user" ? "## You" : "## Assistant", "");
         if (typeof m.content === "string") lines.push(m.content);
         else {
+          // Calculator calls and results in a fenced block between the reply's text.
+          let fenced = false;
           for (const part of m.content) {
-            if (part.type === "text") lines.push(part.text);
-            else if (part.type === "python") lines.push("", "```", `calculator: ${part.text}`);
-            else lines.push(`= ${part.text}`, "```", "");
+            if (part.type === "text") {
+              if (fenced) lines.push("```", "");
+              fenced = false;
+              lines.push(part.text);
+            } else {
+              if (!fenced) lines.push("", "```");
+              fenced = true;
+              lines.push(part.type === "python" ? `calculator: ${part.text}` : `= ${part.text}`);
+            }
           }
+          if (fenced) lines.push("```");
         }
         const note = { length: "length limit reached", cancelled: "stopped", error: "cut short by an error",
           disconnected: "connection lost" }[m.finish];
