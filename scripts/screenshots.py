@@ -5,29 +5,25 @@ short conversation (Markdown, a table, highlighted code) answered by a scripted 
     PYTHONPATH=. python scripts/screenshots.py [--out docs/screenshots] [--chromium /usr/bin/chromium]
 
 Uses the real server (nanochat_tui.web) on a free local port and Debian's Chromium through
-Playwright, as the browser tests do (docs: tests/browser_harness.py). Nothing leaves the machine.
+Playwright, started as the browser tests start them (tests/browser_harness.py). Nothing leaves
+the machine.
 """
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import shutil
 import sys
-import threading
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "tests"))  # the scripted backend the tests use
 
-from nanochat_core.chat import SamplingParams  # noqa: E402
-from nanochat_tui import web as webmod  # noqa: E402
-from nanochat_tui.config import WebConfig  # noqa: E402
 from web_fakes import FakeModel, fake_info  # noqa: E402
 
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        "--font-render-hinting=none"]
+        "--font-render-hinting=none"]  # testing.md's flags, plus steadier text rendering
 
 REPLIES = {
     "How do I reverse a list in Python?": """There are **two common ways**, depending on whether you want a new list:
@@ -55,35 +51,6 @@ def reply(messages, sampling):
     return REPLIES.get(messages[-1].text, "Sure.")
 
 
-def serve(app, config):
-    lines: list[str] = []
-    loop = asyncio.new_event_loop()
-    stop = {}
-
-    def run():
-        asyncio.set_event_loop(loop)
-
-        async def main():
-            stop["event"] = asyncio.Event()
-            await webmod.serve(app, config, lines.append, stop["event"])
-
-        loop.run_until_complete(main())
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    while not any("Press Ctrl+C" in line for line in lines):
-        if not thread.is_alive():
-            raise SystemExit("the server did not start:\n" + "\n".join(lines))
-        threading.Event().wait(0.02)
-    url = next(line.strip() for line in lines if line.strip().startswith("http://127.0.0.1:"))
-
-    def close():
-        loop.call_soon_threadsafe(stop["event"].set)
-        thread.join(15)
-
-    return url, close
-
-
 def chat(page, text):
     page.fill("#chat-input", text)
     page.get_by_role("button", name="Send").click()
@@ -98,11 +65,11 @@ def main() -> int:
 
     from playwright.sync_api import sync_playwright
 
+    from browser_harness import start_server  # the browser tests' server on a thread
+
     args.out.mkdir(parents=True, exist_ok=True)
-    config = WebConfig(host="127.0.0.1", port=0,
-                       sampling=SamplingParams(temperature=0.8, top_k=50, max_tokens=512, seed=None))
-    fake = FakeModel(reply=reply, token_delay=0.01, info=fake_info(is_demo=True))
-    url, close = serve(webmod.create_app(config, [fake]), config)
+    server = start_server([FakeModel(reply=reply, token_delay=0.01, info=fake_info(is_demo=True))])
+    url = server.url
     shots = {
         "desktop": dict(viewport={"width": 1280, "height": 860}, device_scale_factor=1),
         "phone": dict(viewport={"width": 390, "height": 844}, device_scale_factor=2, is_mobile=True, has_touch=True),
@@ -129,7 +96,7 @@ def main() -> int:
                     context.close()
             browser.close()
     finally:
-        close()
+        server.close()
     return 0
 
 

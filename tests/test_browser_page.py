@@ -119,21 +119,17 @@ def test_dark_mode_follows_the_system_has_a_toggle_and_is_remembered(browser, se
     finish()
 
 
-def test_reduced_motion_stops_the_animations(browser, server):
-    page, finish = open_page(browser, server.url, reduced_motion="reduce")
-    send(page, "slow and still")
+def test_reduced_motion_stops_the_animations(page):
+    send(page, "slow and moving")
     dots = page.locator(".typing-indicator span").first
     expect(dots).to_be_visible()
-    assert dots.evaluate("e => getComputedStyle(e).animationName") == "none"
+    assert dots.evaluate("e => getComputedStyle(e).animationName") == "typing-bounce"
+    page.emulate_media(reduced_motion="reduce")
+    wait_for(lambda: dots.evaluate("e => getComputedStyle(e).animationName") == "none", message="the animation to stop")
+    assert page.eval_on_selector(".send-button, .stop-button:not([hidden])",
+                                 "e => getComputedStyle(e).transitionDuration") == "0s"
     page.keyboard.press("Escape")
     wait_idle(page)
-    finish()
-    page, finish = open_page(browser, server.url)  # and without the preference they do move
-    send(page, "slow and moving")
-    assert page.locator(".typing-indicator span").first.evaluate("e => getComputedStyle(e).animationName") == "typing-bounce"
-    page.keyboard.press("Escape")
-    wait_idle(page)
-    finish()
 
 
 def scroll_top(page):
