@@ -148,3 +148,29 @@ def test_new_conversation_can_be_undone_with_the_draft(page):
     assert conversation(page) == [["user", "keep me"], ["assistant", "Noted: keep me (1)"]]
     expect(page.locator("#chat-input")).to_have_value("half-typed thought")
     expect(toast).to_be_hidden()
+
+
+def test_an_imported_conversation_continues_with_its_replies_sent_back_as_they_were(page, fake, tmp_path):
+    parts = [{"type": "python", "text": "6*7"}, {"type": "python_output", "text": "42"},
+             {"type": "text", "text": "It is 42."}]
+    doc = {"format": "nanochat-conversation", "version": 1, "id": "c-handwritten", "title": "By hand",
+           "messages": [
+               {"id": "u1", "parent": None, "role": "user", "content": "What is 6*7?"},
+               {"id": "a1", "parent": "u1", "role": "assistant", "content": parts, "finish": "stop"},
+               {"id": "u2", "parent": "a1", "role": "user", "content": "And doubled?"}],
+           "current": "u2"}
+    path = tmp_path / "by-hand.json"
+    path.write_text(json.dumps(doc))
+    page.set_input_files("#import-file", str(path))
+    expect(page.locator(".conversation-item")).to_have_count(1)
+    expect(page.locator(".message.assistant .tool")).to_have_text(["calculator: 6*7", "= 42"])
+    last = page.locator(".message.user").last
+    n = len(fake.calls)
+    last.hover()
+    last.get_by_role("button", name="Answer this message").click()  # it has no reply yet
+    wait_idle(page)
+    messages = fake.calls[n][0]
+    assert [m.role for m in messages] == ["user", "assistant", "user"]
+    assert [dict(p) for p in messages[1].content] == parts  # nanochat's parts, as they were
+    expect(page.locator(".message.assistant").last).to_contain_text("Noted: And doubled? (3)")
+    expect(last.get_by_role("button", name="Answer this message")).to_have_count(0)

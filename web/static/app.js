@@ -342,8 +342,16 @@
     const copy = iconButton("copy", m.role === "user" ? "Copy message" : "Copy reply",
       async () => flashCopied(copy, await copyText(copyTextOf(m))));
     bar.appendChild(copy);
-    if (m.role === "user") bar.appendChild(iconButton("edit", "Edit message", () => startEdit(m.id), "action-button edit-button"));
-    else bar.appendChild(iconButton("regenerate", "Regenerate reply", () => regenerate(m.id), "action-button regenerate-button"));
+    if (m.role === "user") {
+      bar.appendChild(iconButton("edit", "Edit message", () => startEdit(m.id), "action-button edit-button"));
+      // A message left without a reply (the page was closed mid-reply, or an imported file).
+      if (!conv.children(m.id).length) {
+        bar.appendChild(iconButton("regenerate", "Answer this message", () => regenerate(m.id),
+          "action-button regenerate-button"));
+      }
+    } else {
+      bar.appendChild(iconButton("regenerate", "Regenerate reply", () => regenerate(m.id), "action-button regenerate-button"));
+    }
     return bar;
   }
 
@@ -801,7 +809,9 @@
 
   // ------------------------------------------------------------------ conversations
 
-  function show(next) {
+  // Put `next` on screen. On a phone, focusing the input pops the keyboard over the chat, so only
+  // New Conversation (where typing comes next) focuses it there.
+  function show(next, focus = !touch) {
     if (conv !== next && (!conv.isEmpty || input.value.trim())) drafts.set(conv.id, input.value);
     conv = next;
     input.value = drafts.get(next.id) || "";
@@ -814,7 +824,7 @@
     autoGrow();
     updateButtons();
     updateCounter();
-    input.focus();
+    if (focus) input.focus();
   }
 
   async function newConversation() {
@@ -822,10 +832,10 @@
     const previous = conv;
     const draft = input.value;
     if (previous.isEmpty && draft.trim() === "") {
-      show(previous.isEmpty ? previous : makeConversation());
+      show(previous, true);
       return;
     }
-    show(makeConversation());
+    show(makeConversation(), true);
     drafts.set(previous.id, draft);
     showToast("Started a new conversation.", "Undo", () => {
       if (conv.isEmpty && input.value.trim() === "") drafts.delete(conv.id);
