@@ -416,3 +416,12 @@ def test_only_the_markdown_renderer_touches_an_html_sink():
             assert "target.innerHTML = sanitize(html);" in text
         else:
             assert found == [], (script.name, found)
+
+
+def test_command_answers_stay_on_screen_when_the_next_message_is_sent(page):
+    send(page, "/help")
+    send(page, "after help")
+    wait_idle(page)
+    expect(page.locator(".message.note")).to_have_count(1)
+    assert page.locator(".chat-wrapper > .message").evaluate_all(
+        "els => els.map(e => e.classList[1])") == ["note", "user", "assistant"]

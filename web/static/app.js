@@ -467,7 +467,15 @@
     mine.settings = { ...settings };
     mine.model = { name: config.model.name, description: config.model.description };
     const node = mine.add({ parent: parentId, role: "assistant", content: "", pending: true });
-    renderConversation();
+    if (restore.kind === "send") {
+      // The branch only grows: append, so notes on screen (/help, /stats…) stay where they are.
+      const asked = mine.get(parentId);
+      if (!nodes.has(asked.id)) chatWrapper.appendChild(messageElement(asked));
+      chatWrapper.appendChild(messageElement(node));
+      emptyState.hidden = true;
+      markLast();
+      updateCounter();
+    } else renderConversation();
     const article = nodes.get(node.id);
     article.classList.add("streaming");
     article.setAttribute("aria-busy", "true");
