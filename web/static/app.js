@@ -1,4 +1,4 @@
-// nanochat-tui's chat page: the conversation on screen, streaming replies, commands, settings.
+// nanochat-tui's chat page: the conversation on screen, streaming replies, branches, commands.
 // The server hands the page its limits, defaults, model and command list as one JSON object
 // (#nanochat-config); nothing here retypes them. Message text reaches the DOM as text nodes, and
 // replies through markdown.js (sanitized, behind the page's one Trusted Types policy).
@@ -7,7 +7,7 @@
 (() => {
   const { el, iconButton, copyText, flashCopied, download, slug, randomId, prefersReducedMotion, isTouchFirst } =
     window.nanochat.util;
-  const { Conversation, store, markdown } = window.nanochat;
+  const { Conversation, store, markdown, api } = window.nanochat;
   const { contentText, contentLength } = window.nanochat.content;
   const theme = window.nanochatTheme;
 
@@ -37,63 +37,18 @@
   const touch = isTouchFirst();
   const numberFormat = new Intl.NumberFormat("en-US");
 
-  // ------------------------------------------------------------------ settings and key
+  // ------------------------------------------------------------------ settings
 
-  const SETTINGS_KEY = "nanochat.settings";
-  const KEY_KEY = "nanochat.apiKey";
-  const SAMPLING = ["temperature", "top_k", "max_tokens"];
-  const LABELS = { temperature: "Temperature", top_k: "Top-k", max_tokens: "Max tokens" };
   // The words that turn the system message off, as the terminal app's /system takes them.
   const SYSTEM_OFF = ["off", "none", "clear", "-"];
 
-  function valid(key, value) {
-    const [lo, hi] = limits[key];
-    if (typeof value !== "number" || !Number.isFinite(value) || value < lo || value > hi) return false;
-    return key === "temperature" || Number.isInteger(value);
-  }
-
-  function loadSettings() {
-    const out = { temperature: defaults.temperature, top_k: defaults.top_k, max_tokens: defaults.max_tokens,
-      system: defaults.system || null };
-    try {
-      const saved = JSON.parse(window.localStorage.getItem(SETTINGS_KEY) || "null");
-      if (saved && typeof saved === "object") {
-        for (const key of SAMPLING) if (valid(key, saved[key])) out[key] = saved[key];
-        if (typeof saved.system === "string" && saved.system.trim()) out.system = saved.system;
-        else if (saved.system === null) out.system = null;
-      }
-    } catch (_) {
-      /* nothing remembered, or storage off: the server's defaults */
-    }
-    return out;
-  }
-
-  function saveSettings() {
-    try {
-      window.localStorage.setItem(SETTINGS_KEY, JSON.stringify(settings));
-    } catch (_) {
-      /* used for this page only */
-    }
-  }
-
-  const settings = loadSettings();
-
-  let apiKey = null;
-  try {
-    apiKey = window.sessionStorage.getItem(KEY_KEY);
-  } catch (_) {
-    apiKey = null;
-  }
-
-  function setApiKey(value) {
-    apiKey = value || null;
-    try {
-      if (apiKey) window.sessionStorage.setItem(KEY_KEY, apiKey);
-      else window.sessionStorage.removeItem(KEY_KEY);
-    } catch (_) {
-      /* kept in memory only */
-    }
-  }
+  const prefs = window.nanochat.createSettings(config, {
+    onSaved: () => updateCounter(),
+    onKeySaved: (set) => note(set ? "API key set for this tab." : "API key cleared: requests go without one."),
+    onClosed: () => input.focus(),
+  });
+  const settings = prefs.values;
+  const { SAMPLING, LABELS } = prefs;
 
   // ------------------------------------------------------------------ state
 
@@ -189,36 +144,6 @@
     }
     if (/^Total conversation is too long/.test(message) || /^Too many messages/.test(message)) return "draft";
     return null;
-  }
-
-  function headers() {
-    const h = { "Content-Type": "application/json" };
-    if (apiKey) h.Authorization = "Bearer " + apiKey;
-    return h;
-  }
-
-  async function errorDetail(response) {
-    let detail = "";
-    try {
-      const body = await response.json();
-      if (body && typeof body.detail === "string") detail = body.detail;
-    } catch (_) {
-      /* not JSON */
-    }
-    if (!detail) detail = `The server answered ${response.status} ${response.statusText}`.trim();
-    const retry = response.headers.get("Retry-After");
-    if (response.status === 503 && retry) detail += ` (retry in ${retry} s)`;
-    return detail;
-  }
-
-  async function postJSON(url, body) {
-    try {
-      const response = await fetch(url, { method: "POST", headers: headers(), body: JSON.stringify(body) });
-      if (!response.ok) return { ok: false, status: response.status, detail: await errorDetail(response) };
-      return { ok: true, data: await response.json() };
-    } catch (err) {
-      return { ok: false, status: 0, detail: "Could not reach the server: " + err.message };
-    }
   }
 
   function storageProblem(err) {
@@ -520,61 +445,24 @@
       schedule();
     };
 
-    try {
-      const response = await fetch("/chat/completions", {
-        method: "POST",
-        headers: headers(),
-        body: JSON.stringify({ messages, temperature: settings.temperature, top_k: settings.top_k,
-          max_tokens: settings.max_tokens }),
-        signal,
-      });
-      if (!response.ok) {
-        status = response.status;
-        errorMessage = await errorDetail(response);
-      } else {
-        const reader = response.body.getReader();
-        const decoder = new TextDecoder();
-        let buffer = "";
-        let done = false;
-        try {
-          while (!done) {
-            const chunk = await reader.read();
-            if (chunk.done) break;
-            buffer += decoder.decode(chunk.value, { stream: true });
-            let cut;
-            while (!done && (cut = buffer.indexOf("\n\n")) >= 0) {
-              const block = buffer.slice(0, cut);
-              buffer = buffer.slice(cut + 2);
-              for (const line of block.split("\n")) {
-                if (!line.startsWith("data:")) continue;
-                let event;
-                try {
-                  event = JSON.parse(line.slice(5).trim());
-                } catch (_) {
-                  continue;
-                }
-                if (typeof event.token === "string") addText(event.token);
-                else if (event.tool_call) addPart("python", String(event.tool_call.expression ?? ""));
-                else if (event.tool_result) addPart("python_output", String(event.tool_result.result ?? "(no result)"));
-                else if (typeof event.error === "string") errorMessage = event.error;
-                else if (event.finish) {
-                  finish = event.finish;
-                  stats = event.stats || null;
-                  finalParts = Array.isArray(event.parts) ? event.parts : null;
-                }
-                if (event.done) {
-                  done = true;
-                  break;
-                }
-              }
-            }
-          }
-        } catch (err) {
-          if (err && err.name === "AbortError") stopped = true;
-          else lost = true; // the server went away in the middle of the reply
-        }
-        if (!done && !stopped) lost = true;
+    const onEvent = (event) => {
+      if (typeof event.token === "string") addText(event.token);
+      else if (event.tool_call) addPart("python", String(event.tool_call.expression ?? ""));
+      else if (event.tool_result) addPart("python_output", String(event.tool_result.result ?? "(no result)"));
+      else if (typeof event.error === "string") errorMessage = event.error;
+      else if (event.finish) {
+        finish = event.finish;
+        stats = event.stats || null;
+        finalParts = Array.isArray(event.parts) ? event.parts : null;
       }
+    };
+    try {
+      const body = { messages, temperature: settings.temperature, top_k: settings.top_k, max_tokens: settings.max_tokens };
+      const result = await api.streamChat(body, signal, onEvent);
+      if (!result.ok) {
+        status = result.status;
+        errorMessage = result.detail;
+      } else if (!result.done) lost = true; // the server went away in the middle of the reply
     } catch (err) {
       if (err && err.name === "AbortError") stopped = true;
       else errorMessage = "Could not reach the server: " + (err && err.message ? err.message : err);
@@ -1046,11 +934,11 @@
         note(settings.system ? "System message: " + settings.system : "No system message (set one with /system TEXT, or in the settings).");
       } else if (SYSTEM_OFF.includes(arg.toLowerCase())) {
         settings.system = null;
-        saveSettings();
+        prefs.save();
         note("System message removed." + (defaults.system ? " (This server adds its own default system message.)" : ""));
       } else {
         settings.system = arg;
-        saveSettings();
+        prefs.save();
         note("System message set; it is sent first with every request from now on.");
       }
       updateCounter();
@@ -1090,7 +978,7 @@
         openKeyDialog();
         return false;
       }
-      setApiKey(arg);
+      api.setKey(arg);
       note("API key set for this tab.");
     },
   };
@@ -1101,13 +989,13 @@
       return;
     }
     // The server parses typed values with the rulebook the API and the terminal use (same words).
-    const result = await postJSON("/settings", { [key]: arg });
+    const result = await api.postJSON("/settings", { [key]: arg });
     if (!result.ok) {
       showError(result.detail);
       return false; // keep the text in the input to fix it
     }
     settings[key] = result.data[key];
-    saveSettings();
+    prefs.save();
     note(`${LABELS[key]} set to ${settings[key]}`);
   }
 
@@ -1125,88 +1013,9 @@
     if (keep !== false) finishCommand();
   }
 
-  // ------------------------------------------------------------------ dialogs
-
-  const settingsDialog = $("settings-dialog");
-  const settingsError = $("settings-error");
-  const fields = {
-    system: $("setting-system"),
-    temperature: $("setting-temperature"),
-    top_k: $("setting-top_k"),
-    max_tokens: $("setting-max_tokens"),
-    theme: $("setting-theme"),
-  };
-  for (const key of SAMPLING) {
-    const [lo, hi] = limits[key];
-    fields[key].min = String(lo);
-    fields[key].max = String(hi);
-    const help = (config.commands.find((c) => c.name === key) || {}).help || "";
-    const inParens = /\(([^)]*)\)\s*$/.exec(help);
-    $(`setting-${key}-hint`).textContent = inParens ? inParens[1] : `${lo}–${hi}`;
-  }
-  if (defaults.system) fields.system.placeholder = defaults.system;
-  else fields.system.placeholder = "None";
-
-  function fillSettings(values) {
-    fields.system.value = values.system || "";
-    for (const key of SAMPLING) fields[key].value = String(values[key]);
-  }
-
-  function openSettings() {
-    fillSettings(settings);
-    fields.theme.value = theme.choice();
-    settingsError.hidden = true;
-    settingsError.textContent = "";
-    settingsDialog.showModal();
-    fields.system.focus();
-  }
-
-  $("settings-reset").addEventListener("click", () => {
-    fillSettings({ ...defaults, system: defaults.system || "" });
-    fields.theme.value = "system";
-  });
-  $("settings-cancel").addEventListener("click", () => settingsDialog.close());
-  $("settings-form").addEventListener("submit", async (e) => {
-    e.preventDefault();
-    const body = {};
-    for (const key of SAMPLING) body[key] = fields[key].value;
-    const result = await postJSON("/settings", body);
-    if (!result.ok) {
-      settingsError.textContent = result.detail;
-      settingsError.hidden = false;
-      const wrong = SAMPLING.find((key) => result.detail.toLowerCase().startsWith(key === "temperature" ? "temperature" : key));
-      if (wrong) fields[wrong].focus();
-      return;
-    }
-    for (const key of SAMPLING) settings[key] = result.data[key];
-    settings.system = fields.system.value.trim() ? fields.system.value : null;
-    saveSettings();
-    theme.set(fields.theme.value);
-    settingsDialog.close();
-    updateCounter();
-  });
-  settingsDialog.addEventListener("close", () => input.focus());
+  const openSettings = prefs.openSettings;
+  const openKeyDialog = prefs.openKeyDialog;
   settingsButton.addEventListener("click", openSettings);
-
-  const keyDialog = $("key-dialog");
-  const keyInput = $("key-input");
-
-  function openKeyDialog() {
-    if (keyDialog.open) return;
-    keyInput.value = apiKey || "";
-    keyDialog.showModal();
-    keyInput.focus();
-  }
-
-  $("key-form").addEventListener("submit", (e) => {
-    e.preventDefault();
-    setApiKey(keyInput.value.trim());
-    keyInput.value = "";
-    keyDialog.close();
-    note(apiKey ? "API key set for this tab." : "API key cleared: requests go without one.");
-  });
-  $("key-cancel").addEventListener("click", () => keyDialog.close());
-  keyDialog.addEventListener("close", () => input.focus());
 
   // ------------------------------------------------------------------ theme toggle
 
@@ -1287,7 +1096,7 @@
     sendButton.title = "Send";
   }
 
-  if (config.api_key_required && !apiKey) note("This server needs an API key: type /key to enter it.");
+  if (config.api_key_required && !api.key()) note("This server needs an API key: type /key to enter it.");
   sidebar.refresh();
   autoGrow();
   updateButtons();
