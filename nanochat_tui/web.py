@@ -69,12 +69,13 @@ from .web_assets import static_dir, static_version, templates_dir
 log = logging.getLogger("nanochat_tui.web")
 
 
-# No inline script or style anywhere; Trusted Types make any HTML sink (innerHTML & co.) throw,
-# so no text from a message can ever become markup.
+# No inline script or style anywhere. Trusted Types make every HTML sink (innerHTML & co.) throw
+# unless given a value from the page's one policy, "nanochat-html", which only signs HTML while
+# DOMPurify sanitizes it (web/static/js/markdown.js), so no text from a message becomes markup.
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; "
-    "require-trusted-types-for 'script'; trusted-types 'none'"
+    "require-trusted-types-for 'script'; trusted-types nanochat-html"
 )
 API_PATHS = ("/chat/completions", "/settings", "/stats", "/v1/chat/completions", "/v1/models")
 OPENAI_PREFIX = "/v1/"  # everything under it is API (key, CORS) and answers errors in OpenAI's shape

@@ -1,69 +1,42 @@
-"""The chat page in a real browser: Debian's Chromium driven by Playwright (testing.md), against
-the real server (nanochat_tui.web.serve on a thread) with a scripted backend, and once with a
-real checkpoint. Skipped only when no chromium binary exists (CI installs it)."""
+"""The chat page in a real browser: the seed's behaviours, its security (strict CSP, one Trusted
+Types policy, no CDN), nanochat's own page against this server, and a real checkpoint.
+Chromium + Playwright against the real server with a scripted backend (browser_harness.py)."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import re
-import shutil
-import threading
+import subprocess
 import time
 import urllib.request
 from dataclasses import replace
 
 import pytest
 
+from browser_harness import (
+    CONFIG,
+    HTTP_ERRORS,
+    REPO,
+    browser,  # noqa: F401  (fixture)
+    calls_after,
+    conversation,
+    make_page_fixture,
+    open_page,
+    send,
+    sent,
+    sha256,
+    start_server,
+    stored,
+    vendored_files,
+    wait_for,
+    wait_idle,
+)
 from nanochat_core.chat import SamplingParams
-from nanochat_tui import web as webmod
-from nanochat_tui.config import WebConfig
 from web_fakes import FakeModel
+from playwright.sync_api import expect
 
-CHROMIUM = os.environ.get("NANOCHAT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-if not os.path.exists(CHROMIUM):
-    if os.environ.get("CI"):
-        raise RuntimeError(f"CI must run the browser tests, but there is no chromium at {CHROMIUM}")
-    pytest.skip(f"no chromium binary ({CHROMIUM}); install Debian's chromium to run the browser tests",
-                allow_module_level=True)
-
-from playwright.sync_api import expect, sync_playwright  # noqa: E402
-
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 GEN = "gen5-smear-backout"
-
-
-class Server:
-    """webmod.serve() (the code `nanochat-tui --web` runs) on its own thread and event loop."""
-
-    def __init__(self, app, config: WebConfig):
-        self.lines: list[str] = []
-        self._loop = asyncio.new_event_loop()
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, args=(app, config), daemon=True)
-        self._thread.start()
-        deadline = time.time() + 30
-        while not any("Press Ctrl+C" in line for line in self.lines):
-            assert self._thread.is_alive() and time.time() < deadline, self.lines
-            time.sleep(0.01)
-        port = re.search(r"http://127\.0\.0\.1:(\d+)", "\n".join(self.lines)).group(1)
-        self.url = f"http://127.0.0.1:{port}"
-
-    def _run(self, app, config):
-        asyncio.set_event_loop(self._loop)
-
-        async def main():
-            self._stop = asyncio.Event()
-            await webmod.serve(app, config, self.lines.append, self._stop)
-
-        self._loop.run_until_complete(main())
-
-    def close(self):
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(15)
-        assert not self._thread.is_alive()
 
 
 def reply(messages, sampling):
@@ -74,10 +47,7 @@ def reply(messages, sampling):
 
 
 def token_delay(messages):
-    return 0.05 if messages[-1].text.startswith("slow") else 0.03
-
-
-CONFIG = WebConfig(host="127.0.0.1", port=0, sampling=SamplingParams(temperature=0.8, top_k=50, max_tokens=512, seed=None))
+    return 0.05 if messages[-1].text.startswith("slow") else 0.02
 
 
 @pytest.fixture(scope="module")
@@ -87,73 +57,23 @@ def fake():
 
 @pytest.fixture(scope="module")
 def server(fake):
-    s = Server(webmod.create_app(CONFIG, [fake]), CONFIG)
+    s = start_server([fake])
     yield s
     s.close()
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield b
-        b.close()
-
-
-class Console:
-    def __init__(self, page):
-        self.errors: list[str] = []
-        page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else None)
-        page.on("pageerror", lambda e: self.errors.append(f"pageerror: {e}"))
-
-    def unexpected(self, allowed: tuple[str, ...] = ()) -> list[str]:
-        return [e for e in self.errors if not any(a in e for a in allowed)]
+page = make_page_fixture()
 
 
 @pytest.fixture
-def page(browser, server, request):
-    context = browser.new_context(viewport={"width": 1000, "height": 800})
-    pg = context.new_page()
-    pg.set_default_timeout(10_000)
-    console = Console(pg)
-    pg.console_log = console
-    pg.goto(server.url)
-    expect(pg.locator("#chat-input")).to_be_focused()
-    yield pg
-    allowed = getattr(request.node, "allowed_console", ())
-    # No JavaScript errors in the console, in any test.
-    assert console.unexpected(allowed) == [], console.errors
-    context.close()
+def allow_http_errors(request):
+    request.node.allowed_console = HTTP_ERRORS
 
 
-def send(page, text):
-    page.fill("#chat-input", text)
-    page.press("#chat-input", "Enter")
+# ------------------------------------------------------------------------------------------ the seed
 
 
-def wait_idle(page):
-    expect(page.locator("#stop-button")).to_be_hidden(timeout=15_000)
-    expect(page.get_by_role("button", name="Send")).to_be_visible()
-
-
-def conversation(page):
-    return page.eval_on_selector_all(
-        ".message.user, .message.assistant",
-        "els => els.map(e => [e.classList.contains('user') ? 'user' : 'assistant',"
-        " e.querySelector('.message-content').textContent])")
-
-
-def calls_after(fake, n, timeout=5.0):
-    deadline = time.time() + timeout
-    while len(fake.calls) <= n and time.time() < deadline:
-        time.sleep(0.01)
-    return fake.calls[n:]
-
-
-# ------------------------------------------------------------------------------------------
-
-
-def test_send_and_watch_the_reply_stream_in(page, fake):
+def test_send_and_watch_the_reply_stream_in(page, fake, server):
     send(page, "hello streaming world")
     expect(page.locator(".message.user .message-content")).to_have_text("hello streaming world")
     expect(page.locator(".typing-indicator")).to_be_visible()  # ··· before the first token
@@ -161,10 +81,12 @@ def test_send_and_watch_the_reply_stream_in(page, fake):
     seen = set()
     deadline = time.time() + 10
     while time.time() < deadline:
-        text = reply_el.text_content()
+        text, dots = reply_el.evaluate("e => [e.textContent, e.querySelectorAll('.typing-indicator').length]")
         seen.add(text)
         if text == "You said: hello streaming world":
             break
+        if text:
+            assert dots == 1  # the dots stay for the whole reply, not only until the first token
         time.sleep(0.01)
     partial = {t for t in seen if t and t != "You said: hello streaming world"}
     assert partial, f"the reply never showed partial text: {seen}"
@@ -179,6 +101,10 @@ def test_send_and_watch_the_reply_stream_in(page, fake):
     bg = page.eval_on_selector(".message.user .message-content", "e => getComputedStyle(e).backgroundColor")
     assert bg == "rgb(240, 240, 240)"
     expect(page.locator("#chat-input")).to_have_value("")
+    # Everything the page loaded came from this server: no CDN, no other origin.
+    urls = page.evaluate("() => performance.getEntriesByType('resource').map(e => e.name)")
+    assert urls and all(u.startswith(server.url + "/") for u in urls), urls
+    assert any("/static/vendor/markdown-it/" in u for u in urls)
 
 
 def test_enter_sends_and_shift_enter_adds_a_line(page, fake):
@@ -192,8 +118,7 @@ def test_enter_sends_and_shift_enter_adds_a_line(page, fake):
     page.keyboard.press("Enter")
     expect(page.locator(".message.user .message-content")).to_have_text("line one\nline two")
     wait_idle(page)
-    sent = calls_after(fake, n)
-    assert [m.text for m in sent[0][0]] == ["line one\nline two"]
+    assert sent(calls_after(fake, n)[0]) == [("user", "line one\nline two")]
 
 
 def test_send_button_is_enabled_only_with_text(page):
@@ -211,16 +136,14 @@ def test_send_button_is_enabled_only_with_text(page):
     expect(send_button).to_be_hidden()
     wait_idle(page)
     expect(send_button).to_be_disabled()  # the input is empty again
-    colors = page.evaluate("""() => {
-        const b = document.getElementById('send-button');
-        return getComputedStyle(b).backgroundColor; }""")
+    colors = page.eval_on_selector("#send-button", "b => getComputedStyle(b).backgroundColor")
     assert colors == "rgb(209, 213, 219)"  # disabled gray
     page.fill("#chat-input", "hover me")
     normal = page.eval_on_selector("#send-button", "e => getComputedStyle(e).backgroundColor")
     page.hover("#send-button")
-    page.wait_for_timeout(250)  # the colour transition
-    hovered = page.eval_on_selector("#send-button", "e => getComputedStyle(e).backgroundColor")
-    assert normal != hovered and hovered == "rgb(0, 0, 0)"  # darker on hover
+    wait_for(lambda: page.eval_on_selector("#send-button", "e => getComputedStyle(e).backgroundColor") == "rgb(0, 0, 0)",
+             message="the darker hover colour")
+    assert normal != "rgb(0, 0, 0)"
 
 
 def test_textarea_grows_to_200px_then_scrolls(page):
@@ -240,18 +163,12 @@ def test_textarea_grows_to_200px_then_scrolls(page):
     assert border == "rgb(13, 110, 253)"
 
 
-@pytest.fixture
-def allow_http_errors(request):
-    # Chromium logs every 4xx/5xx fetch as a console error; those are the point of the test.
-    request.node.allowed_console = ("the server responded with a status of 400",)
-
-
 def is_red(css_color: str) -> bool:
     r, g, b = (int(x) for x in re.findall(r"\d+", css_color)[:3])
     return r > 150 and g < 80 and b < 80
 
 
-def test_error_banner_shows_the_servers_words_in_red_and_keeps_the_text(page, fake, allow_http_errors):
+def test_error_banner_shows_the_servers_words_in_red_keeps_the_text_and_marks_the_message(page, fake, allow_http_errors):
     too_long = "z" * 8001
     n = len(fake.calls)
     page.fill("#chat-input", too_long)
@@ -261,6 +178,7 @@ def test_error_banner_shows_the_servers_words_in_red_and_keeps_the_text(page, fa
     assert is_red(banner.evaluate("e => getComputedStyle(e).color"))
     assert banner.bounding_box()["y"] > page.locator("#chat-input").bounding_box()["y"]  # below the input
     expect(page.locator("#chat-input")).to_have_value(too_long)
+    expect(page.locator("#input-wrapper")).to_have_class(re.compile(r"\bhas-error\b"))  # the draft is meant
     expect(page.locator(".message")).to_have_count(0)
     assert len(fake.calls) == n
     # A bad slash command value: the rulebook's words, the text kept too.
@@ -268,16 +186,30 @@ def test_error_banner_shows_the_servers_words_in_red_and_keeps_the_text(page, fa
     page.press("#chat-input", "Enter")
     expect(banner).to_have_text("Temperature must be between 0.0 and 2.0")
     expect(page.locator("#chat-input")).to_have_value("/temperature 5")
-    # Sending something valid clears the banner.
+    # An earlier message that is too long: the banner keeps the words, that message is marked.
+    send(page, "a" * 7995)  # fine, but its echo ("You said: " + 7995) is 8005 characters
+    wait_idle(page)
+    send(page, "next")
+    expect(banner).to_have_text("Message 1 is too long. Maximum 8000 characters allowed per message")
+    marked = page.locator(".message.has-error")
+    expect(marked).to_have_count(1)
+    expect(marked).to_have_class(re.compile(r"\bassistant\b"))
+    expect(marked.locator(".error-mark")).to_have_text("The error below is about this message")
+    expect(page.locator("#chat-input")).to_have_value("next")
+    # Starting over and sending something valid clears the banner and the marks.
+    page.keyboard.press("Control+Shift+O")
     send(page, "fine")
     expect(banner).to_be_hidden()
+    expect(page.locator(".has-error")).to_have_count(0)
     wait_idle(page)
 
 
 def test_new_conversation_button_and_shortcuts(page, fake):
     button = page.get_by_role("button", name="New Conversation")
     title = button.get_attribute("title")
-    assert "Ctrl+Shift+N" in title and "Ctrl+Shift+O" in title
+    # Chromium keeps Ctrl+Shift+N for itself: the shortcut that works is listed first.
+    assert title.index("Ctrl+Shift+O") < title.index("Ctrl+Shift+N")
+    assert button.get_attribute("aria-keyshortcuts").startswith("Control+Shift+O")
     for action in ("button", "Control+Shift+O", "Control+Shift+N"):
         send(page, f"before {action}")
         wait_idle(page)
@@ -292,7 +224,7 @@ def test_new_conversation_button_and_shortcuts(page, fake):
     n = len(fake.calls)
     send(page, "fresh start")
     wait_idle(page)
-    assert [m.text for m in calls_after(fake, n)[0][0]] == ["fresh start"]  # nothing old was sent
+    assert sent(calls_after(fake, n)[0]) == [("user", "fresh start")]  # nothing old was sent
 
 
 def test_stop_button_and_escape_stop_the_reply_and_the_server(page, fake):
@@ -306,55 +238,14 @@ def test_stop_button_and_escape_stop_the_reply_and_the_server(page, fake):
         else:
             page.keyboard.press("Escape")
         wait_idle(page)
-        deadline = time.time() + 2
-        while fake.cancelled == cancelled and time.time() < deadline:
-            time.sleep(0.01)
-        assert fake.cancelled == cancelled + 1, "the server kept decoding after Stop"
+        wait_for(lambda: fake.cancelled == cancelled + 1, 2, "the server to stop decoding")
         frozen = reply_el.text_content()
         assert 0 < frozen.count("word") < 400
-        page.wait_for_timeout(200)
+        page.wait_for_timeout(200)  # nothing more arrives after Stop
         assert reply_el.text_content() == frozen
         expect(page.locator(".message-stats").last).to_contain_text("stopped")
     health = json.loads(urllib.request.urlopen(page.url + "health").read())
     assert health["available_workers"] == 1
-
-
-def test_click_user_message_to_edit_and_resend_click_reply_to_regenerate(page, fake):
-    send(page, "first question")
-    wait_idle(page)
-    send(page, "second question")
-    wait_idle(page)
-    assert len(conversation(page)) == 4
-    page.locator(".message.user .message-content").first.click()  # edit from the first message
-    expect(page.locator("#chat-input")).to_have_value("first question")
-    expect(page.locator(".message")).to_have_count(0)
-    n = len(fake.calls)
-    send(page, "edited question")
-    wait_idle(page)
-    assert conversation(page) == [["user", "edited question"], ["assistant", "You said: edited question"]]
-    assert [m.text for m in calls_after(fake, n)[0][0]] == ["edited question"]
-    # Regenerate: the reply is replaced by a new one for the same history.
-    n = len(fake.calls)
-    page.locator(".message.assistant .message-content").click()
-    calls = calls_after(fake, n)
-    wait_idle(page)
-    assert [(m.role, m.text) for m in calls[0][0]] == [("user", "edited question")]
-    assert conversation(page) == [["user", "edited question"], ["assistant", "You said: edited question"]]
-
-
-def test_html_and_script_in_messages_are_shown_literally_and_never_run(page):
-    payload = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script><b>bold</b>'
-    send(page, payload)
-    wait_idle(page)
-    assert conversation(page) == [["user", payload], ["assistant", "You said: " + payload]]
-    assert page.locator(".chat-wrapper img, .chat-wrapper script, .chat-wrapper b").count() == 0
-    page.wait_for_timeout(200)
-    assert page.evaluate("() => window.__pwned") is None
-    # Even a direct attempt at an HTML sink is refused by the page's CSP (Trusted Types).
-    refused = page.evaluate("""() => { try { document.body.innerHTML = '<b>x</b>'; return false; }
-                                       catch (e) { return e instanceof TypeError; } }""")
-    assert refused is True
-    page.console_log.errors.clear()  # that refusal is logged as a CSP report, on purpose
 
 
 def test_slash_commands(page, fake):
@@ -373,10 +264,118 @@ def test_slash_commands(page, fake):
     sampling = calls_after(fake, n)[0][1]
     assert (sampling.temperature, sampling.top_k) == (0.2, 5)
     send(page, "/bogus")
-    expect(page.get_by_role("alert")).to_contain_text("Unknown command /bogus")
+    expect(page.get_by_role("alert")).to_have_text(
+        "Unknown command /bogus: type /help for the list, or //bogus to send it as a message")
+    n = len(fake.calls)
+    send(page, "//bogus is a path")
+    wait_idle(page)
+    assert sent(calls_after(fake, n)[0])[-1] == ("user", "/bogus is a path")
     send(page, "/clear")
     expect(page.locator(".message")).to_have_count(0)
     expect(page.get_by_role("alert")).to_be_hidden()
+
+
+# ------------------------------------------------------------------------------------------ security
+
+
+def test_html_and_script_in_messages_are_shown_literally_and_never_run(page):
+    payload = '<img src=x onerror="window.__pwned=1"><script>window.__pwned=2</script><b>bold</b>'
+    send(page, payload)
+    wait_idle(page)
+    assert conversation(page) == [["user", payload], ["assistant", "You said: " + payload]]
+    # Markdown links only with safe schemes, opening a new tab without a handle on this page;
+    # raw HTML and images never become elements.
+    send(page, "[js](javascript:window.__pwned=3) [data](data:text/html,x) <a href='javascript:x'>raw</a> "
+               "![pic](https://example.com/x.png) [ok](https://example.com/a) <svg onload=window.__pwned=4>")
+    wait_idle(page)
+    reply = page.locator(".message.assistant").last
+    links = reply.locator("a").evaluate_all("as => as.map(a => [a.getAttribute('href'), a.target, a.rel])")
+    assert links == [["https://example.com/x.png", "_blank", "noopener noreferrer"],
+                     ["https://example.com/a", "_blank", "noopener noreferrer"]]
+    expect(reply).to_contain_text("[js](javascript:window.__pwned=3)")
+    expect(reply).to_contain_text("<a href='javascript:x'>raw</a>")
+    assert page.locator(".chat-wrapper img, .chat-wrapper script, .chat-wrapper b, .chat-wrapper svg[onload]").count() == 0
+    page.wait_for_timeout(100)
+    assert page.evaluate("() => window.__pwned") is None
+    # The CSP: an HTML string into a sink is refused, and no other Trusted Types policy can be made
+    # (DOMPurify's own default policy included); only the page's "nanochat-html" exists.
+    verdict = page.evaluate("""() => {
+        const out = {};
+        try { document.body.innerHTML = '<b>x</b>'; out.sink = 'allowed'; } catch (e) { out.sink = e.name; }
+        for (const name of ['evil', 'dompurify', 'nanochat-html']) {
+            try { trustedTypes.createPolicy(name, {createHTML: s => s}); out[name] = 'created'; }
+            catch (e) { out[name] = e.name; }
+        }
+        return out; }""")
+    assert verdict == {"sink": "TypeError", "evil": "TypeError", "dompurify": "TypeError", "nanochat-html": "TypeError"}
+    page.console_log.errors.clear()  # those refusals are logged as CSP reports, on purpose
+
+
+def test_the_csp_names_one_trusted_types_policy(server):
+    with urllib.request.urlopen(server.url + "/") as response:
+        csp = response.headers["Content-Security-Policy"]
+    assert "require-trusted-types-for 'script'" in csp
+    assert re.search(r"trusted-types nanochat-html(;|$)", csp)
+    assert "style-src 'self';" in csp and "script-src 'self';" in csp
+
+
+def test_vendored_libraries_match_their_manifest():
+    files = vendored_files()
+    assert {p.split("/")[-2] for p, _ in files} >= {"markdown-it", "dompurify", "highlight.js", "axe-core"}
+    for path, digest in files:
+        assert sha256(REPO / path) == digest, f"{path} differs from web/static/vendor/MANIFEST.txt (run scripts/vendor_web.sh)"
+        licence = (REPO / path).parent / "LICENSE"
+        assert licence.is_file(), f"no licence beside {path}"
+
+
+# ------------------------------------------------------------------------------------------ compatibility
+
+
+NANOCHAT_MIRROR = "/work/.mirror/karpathy+nanochat/repo"
+NANOCHAT_UI_COMMIT = "da32e1d^"  # the last commit with nanochat/ui.html (removed in da32e1d)
+
+
+def nanochat_ui_html() -> str:
+    """nanochat's own chat page, read at test time (never copied into this repository): from
+    $NANOCHAT_UI_HTML, or from a nanochat git mirror ($NANOCHAT_MIRROR)."""
+    path = os.environ.get("NANOCHAT_UI_HTML")
+    if path:
+        return open(path, encoding="utf-8").read()
+    mirror = os.environ.get("NANOCHAT_MIRROR", NANOCHAT_MIRROR)
+    try:
+        return subprocess.run(["git", "-C", mirror, "show", f"{NANOCHAT_UI_COMMIT}:nanochat/ui.html"],
+                              capture_output=True, text=True, check=True, timeout=30).stdout
+    except (OSError, subprocess.SubprocessError):
+        pytest.skip("nanochat's ui.html is not available: set NANOCHAT_UI_HTML to its path, or "
+                    "NANOCHAT_MIRROR to a clone of karpathy/nanochat")
+
+
+def test_nanochats_original_page_works_against_this_server(browser, server, fake):
+    html = nanochat_ui_html()
+    context = browser.new_context()
+    try:
+        page = context.new_page()
+        logs = []
+        page.on("console", lambda m: logs.append((m.type, m.text)))
+        page.on("pageerror", lambda e: logs.append(("pageerror", str(e))))
+        # Served at "/" as nanochat's chat_web.py served it; everything else is our server.
+        page.route(server.url + "/", lambda route: route.fulfill(body=html, content_type="text/html"))
+        with page.expect_console_message(lambda m: m.text.startswith("Engine status")):  # its /health check
+            page.goto(server.url + "/")
+        n = len(fake.calls)
+        for i, text in enumerate(["first from nanochat's page", "second from nanochat's page"]):
+            page.fill("#chatInput", text)
+            page.press("#chatInput", "Enter")
+            expect(page.locator(".message.assistant .message-content").nth(i)).to_have_text(f"You said: {text}")
+            expect(page.locator("#sendButton")).to_be_disabled()
+            wait_for(lambda: len(fake.calls) > n + i, 5, "the request")
+            page.wait_for_function("() => !document.querySelector('.typing-indicator')")
+        assert sent(fake.calls[n + 1]) == [("user", "first from nanochat's page"),
+                                           ("assistant", "You said: first from nanochat's page"),
+                                           ("user", "second from nanochat's page")]
+        assert [entry for entry in logs if entry[0] in ("error", "pageerror")] == []
+    finally:
+        context.close()
 
 
 def test_a_real_checkpoint_through_the_page(browser):
@@ -386,22 +385,43 @@ def test_a_real_checkpoint_through_the_page(browser):
 
     model = load_chat_model(base_dir=FIXTURES / GEN / "base_dir", device="cpu")
     config = replace(CONFIG, sampling=SamplingParams(temperature=0.0, top_k=50, max_tokens=40, seed=None))
-    server = Server(webmod.create_app(config, [model]), config)
-    context = browser.new_context()
+    server = start_server([model], config)
     try:
-        page = context.new_page()
-        console = Console(page)
-        page.goto(server.url)
+        page, finish = open_page(browser, server.url)
         expect(page.locator("#model-name")).to_contain_text("d4")
         send(page, "Hello there, model")
         wait_idle(page)
-        shown = page.locator(".message.assistant .message-content").text_content()
+        expect(page.locator(".conversation-item")).to_have_count(1)
         body = json.dumps({"messages": [{"role": "user", "content": "Hello there, model"}],
                            "temperature": 0, "max_tokens": 40}).encode()
         raw = urllib.request.urlopen(urllib.request.Request(server.url + "/chat/completions", data=body)).read()
         api = "".join(json.loads(b[6:])["token"] for b in raw.decode().split("\n\n") if '"token"' in b)
-        assert shown == api and shown
-        assert console.unexpected() == []
+        (record,) = stored(page)
+        assert [m["content"] for m in record["messages"]] == ["Hello there, model", api] and api
+        finish()
     finally:
-        context.close()
         server.close()
+
+
+def test_only_the_markdown_renderer_touches_an_html_sink():
+    static = REPO / "web" / "static"
+    sinks = ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(", "new Function",
+             "createContextualFragment", "DOMParser", "srcdoc")
+    for script in sorted(static.glob("*.js")):
+        text = "\n".join(line for line in script.read_text().splitlines() if not line.strip().startswith("//"))
+        found = [s for s in sinks if s in text]
+        if script.name == "markdown.js":
+            # one assignment, of DOMPurify's output signed by the page's one policy
+            assert found == ["innerHTML"] and text.count("innerHTML") == 1
+            assert "target.innerHTML = sanitize(html);" in text
+        else:
+            assert found == [], (script.name, found)
+
+
+def test_command_answers_stay_on_screen_when_the_next_message_is_sent(page):
+    send(page, "/help")
+    send(page, "after help")
+    wait_idle(page)
+    expect(page.locator(".message.note")).to_have_count(1)
+    assert page.locator(".chat-wrapper > .message").evaluate_all(
+        "els => els.map(e => e.classList[1])") == ["note", "user", "assistant"]
