@@ -471,11 +471,55 @@ def _iso_time(value: Any, where: str) -> float:
         raise InvalidExport(f"{where}: {value!r} is not an ISO 8601 time") from None
 
 
+WEB_FORMAT = "nanochat-conversation"  # the chat page's export (docs/web-conversations.md)
+_WEB_FINISH = {"stop": "done", "length": "length", "cancelled": "stopped", "error": "error",
+               "disconnected": "lost"}
+
+
+def _from_web_export(data: dict) -> dict:
+    """The chat page's export (string ids, `finish`, `settings`, `current`) in our shape, so a
+    conversation moves from the browser to the terminal with `history import`."""
+    messages = data.get("messages")
+    if not isinstance(messages, list):
+        raise InvalidExport("\"messages\" must be a list")
+    ids: dict[Any, int] = {}
+    for i, m in enumerate(messages):
+        if not isinstance(m, dict) or not isinstance(m.get("id"), (str, int)) or m["id"] in ids:
+            raise InvalidExport(f"messages[{i}].id must be a unique string")
+        ids[m["id"]] = i + 1
+    out = []
+    for i, m in enumerate(messages):
+        parent = m.get("parent")
+        if parent is not None and parent not in ids:
+            raise InvalidExport(f"message {m['id']!r} has parent {parent!r}, which is not in the file")
+        state = "done"
+        if m.get("role") == "assistant":
+            state = _WEB_FINISH.get(m.get("finish") or "stop", "done")
+            if state == "lost" and m.get("context") is False:
+                state = "error"  # the user chose to leave it out of the context
+        out.append({"id": ids[m["id"]], "parent": None if parent is None else ids[parent],
+                    "role": m.get("role"), "content": m.get("content"), "state": state,
+                    "error": "connection lost" if state in ("error", "lost") else None,
+                    "stats": m.get("stats"), "created": m.get("created")})
+    settings = data.get("settings") if isinstance(data.get("settings"), dict) else {}
+    sampling = {k: settings[k] for k in ("temperature", "top_k", "max_tokens") if k in settings}
+    return {"format": EXPORT_FORMAT, "version": 1, "title": data.get("title"),
+            "created": data.get("created"), "updated": data.get("updated"),
+            "system": settings.get("system"), "sampling": {**sampling, "seed": None},
+            "model": data.get("model") if isinstance(data.get("model"), dict) else {},
+            "head": ids.get(data.get("current")), "messages": out}
+
+
 def import_json(data: Any) -> Conversation:
-    """A Conversation from `export_json`'s shape (checked field by field: it is outside input).
-    It gets a fresh uid, so importing a file twice gives two copies rather than a clash."""
+    """A Conversation from `export_json`'s shape, or the chat page's (checked field by field:
+    it is outside input). It gets a fresh uid, so importing a file twice gives two copies."""
+    if isinstance(data, dict) and data.get("format") == WEB_FORMAT:
+        if data.get("version") != 1:
+            raise InvalidExport(f"chat page export version {data.get('version')!r} is not one this nanochat-tui reads (1)")
+        data = _from_web_export(data)
     if not isinstance(data, dict) or data.get("format") != EXPORT_FORMAT:
-        raise InvalidExport(f"not a nanochat-tui conversation export (no \"format\": \"{EXPORT_FORMAT}\")")
+        raise InvalidExport(f"not a nanochat-tui conversation export (no \"format\": \"{EXPORT_FORMAT}\" "
+                            f"or \"{WEB_FORMAT}\")")
     if not isinstance(data.get("version"), int) or data["version"] > EXPORT_VERSION:
         raise InvalidExport(f"export version {data.get('version')!r} is newer than this nanochat-tui reads ({EXPORT_VERSION})")
     messages = data.get("messages")

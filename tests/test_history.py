@@ -321,3 +321,31 @@ def test_the_export_matches_its_documented_schema(tmp_path):
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate({**export_json(conv), "messages": [{"id": 1}]}, schema)
     assert "## You\n\nq" in export_markdown(conv) and "_(failed: boom)_" in export_markdown(conv)
+
+
+def test_a_conversation_exported_from_the_chat_page_imports_with_its_branches():
+    """The page's export (docs/web-conversations.md) moves to the terminal with history import."""
+    page = {
+        "format": "nanochat-conversation", "version": 1, "id": "c-1", "title": "What is 2+3?",
+        "title_edited": False, "created": "2026-12-02T10:15:03.120Z", "updated": "2026-12-02T10:16:40.002Z",
+        "model": {"name": "d20", "description": "d20 · …"},
+        "settings": {"temperature": 0.8, "top_k": 50, "max_tokens": 512, "system": "Be brief."},
+        "current": "m-3",
+        "messages": [
+            {"id": "m-1", "parent": None, "role": "user", "content": "What is 2+3?", "created": "2026-12-02T10:15:03.121Z"},
+            {"id": "m-2", "parent": "m-1", "role": "assistant", "finish": "stop", "created": "2026-12-02T10:15:03.130Z",
+             "content": [{"type": "python", "text": "2+3"}, {"type": "python_output", "text": "5"},
+                         {"type": "text", "text": "The answer is 5."}]},
+            {"id": "m-3", "parent": "m-1", "role": "assistant", "content": "It is 5.", "finish": "disconnected",
+             "context": False, "created": "2026-12-02T10:16:40.001Z"},
+        ],
+    }
+    conv = import_json(page)
+    assert conv.system == "Be brief." and conv.sampling.max_tokens == 512 and conv.title == "What is 2+3?"
+    assert [n.text for n in conv.path()] == ["What is 2+3?", "It is 5."]
+    assert conv.last.state == "error"  # disconnected and left out of the context on the page
+    assert len(conv.siblings(conv.head)) == 2
+    first = conv.nodes[conv.siblings(conv.head)[0]]
+    assert first.content[0] == {"type": "python", "text": "2+3"} and first.state == "done"
+    with pytest.raises(InvalidExport):
+        import_json({**page, "messages": [{"id": "a", "parent": "zz", "role": "user", "content": "x"}]})
