@@ -13,7 +13,7 @@ The package, one job per module (imports only go down this list, so there is no 
     routes_openai.py    /v1/chat/completions, /v1/models (docs/openai-api.md)
     workers.py          one model per device, StartError and the start-time checks
     app.py              create_app(): routes, middlewares, template, the pool's lifetime
-    serve.py            the runner (timeouts, logs), console lines, serve(), run_web()
+    server.py           the runner (timeouts, logs), console lines, serve(), run_web()
     threaded.py         ThreadedServer: serve() on a thread of its own (benchmark, tests)
 
 docs/security.md ("Web server") lists every rule a request passes, with its numbers.
@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from .app import create_app, page_config
 from .hosts import HostPolicy, machine_addresses
-from .serve import make_runner, ready_lines, run_web, serve
+from .server import make_runner, ready_lines, run_web, serve
 from .threaded import ThreadedServer
 from .workers import StartError, load_workers, model_worker, plan_devices
 

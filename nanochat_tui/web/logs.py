@@ -6,7 +6,7 @@ the whole traceback, and the exception text carries the client's bytes: 200 such
 BAD_REQUEST_CHARS), and at most RATE_LINES of them are written per RATE_WINDOW_S seconds; the
 next line after a quiet spell says how many were left out. --debug keeps the tracebacks (still
 rate-limited). Every line is then made safe by nanochat_core.text.SafeLogFormatter, which the
-console handler uses (serve.setup_logging).
+console handler uses (server.setup_logging).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from aiohttp.web import BaseRequest, StreamResponse
 
 from nanochat_core.text import one_line
 
-SERVER_LOGGER = "nanochat_tui.web.server"  # aiohttp's connection-level records, through our filter
+SERVER_LOGGER = "nanochat_tui.web.connections"  # aiohttp's connection-level records, through our filter
 ACCESS_LOGGER = "nanochat_tui.web.access"
 RATE_LINES = 10
 RATE_WINDOW_S = 10.0
@@ -96,7 +96,7 @@ class AccessLogger(AbstractAccessLogger):
 
 def server_logger(debug: bool) -> logging.Logger:
     """The logger handed to aiohttp for connection-level records, with the one-line filter
-    installed once per process (its level is set by serve.setup_logging)."""
+    installed once per process (its level is set by server.setup_logging)."""
     logger = logging.getLogger(SERVER_LOGGER)
     for existing in logger.filters:
         if isinstance(existing, OneLineErrors):

@@ -3,7 +3,7 @@ event loop, or that wants the server on a loop apart from its client's.
 
 The serving benchmark (nanochat_tui/bench_serving.py) and the tests (browser tests drive
 Playwright's synchronous API; benchmark tests stand up a stand-in server) use it. It runs
-`serve.serve()`, the code `nanochat-tui --web` runs (same runner: timeouts, one-line logs, no
+`server.serve()`, the code `nanochat-tui --web` runs (same runner: timeouts, one-line logs, no
 version banner), so what they exercise is the real server:
 
     config = WebConfig(host="127.0.0.1", port=0)
@@ -91,7 +91,7 @@ class ThreadedServer:
         self.port = port
 
     def _run(self) -> None:
-        from .serve import serve  # serve imports the app factory; this module stays light
+        from .server import serve  # server.py imports the app factory; this module stays light
 
         loop = asyncio.new_event_loop()
         asyncio.set_event_loop(loop)
