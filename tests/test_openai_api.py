@@ -495,7 +495,7 @@ async def test_disconnect_during_a_whole_reply_cancels_it(make_client):
     fake = FakeModel(reply=lambda m, s: "tok " * 1000, token_delay=0.05)
     client = await make_client(fake)
     pending = asyncio.ensure_future(client.post(CHAT, json={"messages": USER}))
-    assert await asyncio.to_thread(fake.started.wait, 5)
+    assert await asyncio.to_thread(fake.started.wait, 30)
     pending.cancel()  # the client gives up: its connection is closed
     with pytest.raises(asyncio.CancelledError):
         await pending

@@ -156,8 +156,9 @@ async def test_leaving_async_with_early_cancels_and_next_request_runs():
         async with gen:
             async for event in gen:
                 break
-        events = await asyncio.wait_for(collect(waiting), timeout=5)
+        events = await asyncio.wait_for(collect(waiting), timeout=30)
         assert text_of(events) == "You said: two"
+        await waiting.wait_finished()  # its engine thread has returned (the fake counts on return)
         assert fake.cancelled == 1 and fake.completed == 1 and fake.max_running == 1
     finally:
         await pool.close()

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import threading
 import time
+import urllib.error
 import urllib.request
 from dataclasses import replace
 
@@ -545,7 +546,8 @@ def test_nanochat_tui_web_starts_prints_urls_serves_and_stops(tmp_path):
     proc = subprocess.Popen(
         [*cli_command(), "--web", "-p", "0", "--host", "0.0.0.0", "--model-dir", str(FIXTURES / GEN / "base_dir"),
          "--device-type", "cpu", "-t", "0"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cli_env(), cwd=tmp_path,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=tmp_path,
+        env=cli_env(NANOCHAT_TUI_API_KEY="k-from-env"),  # the key need not sit in `ps`
     )
     lines: list[str] = []
     try:
@@ -562,18 +564,25 @@ def test_nanochat_tui_web_starts_prints_urls_serves_and_stops(tmp_path):
         assert "Loading model on cpu..." in out and "All 1 workers initialized!" in out
         assert "Warning: listening on 0.0.0.0" in out and "reachable from the network" in out
         assert "GET  /health" in out and "GET  /stats" in out and "POST /chat/completions" in out
-        assert "Conversation logging: off" in out
+        assert "Conversation logging: off" in out and "API key: required" in out
+        assert "Host names answered: localhost" in out and "any IP address" in out
+        assert "k-from-env" not in out
         url = re.search(r"http://localhost:(\d+)", out)
         assert url, out
         base = f"http://127.0.0.1:{url.group(1)}"
         health = json.loads(urllib.request.urlopen(base + "/health", timeout=10).read())
         assert health["ready"] is True and health["num_gpus"] == 1
-        req = urllib.request.Request(base + "/chat/completions", method="POST",
-                                     data=json.dumps({"messages": USER, "max_tokens": 5}).encode())
+        data = json.dumps({"messages": USER, "max_tokens": 5}).encode()
+        for headers, status in (({}, 401), ({"Authorization": "Bearer k-from-env", "Host": "evil.example"}, 403)):
+            with pytest.raises(urllib.error.HTTPError) as refused:
+                urllib.request.urlopen(urllib.request.Request(base + "/chat/completions", data, headers), timeout=30)
+            assert refused.value.code == status
+        req = urllib.request.Request(base + "/chat/completions", method="POST", data=data,
+                                     headers={"Authorization": "Bearer k-from-env"})
         body = urllib.request.urlopen(req, timeout=30).read().decode()
         assert body.endswith('data: {"done": true}\n\n') and '"gpu": 0' in body
         page = urllib.request.urlopen(base + "/", timeout=10)
-        assert "Content-Security-Policy" in page.headers
+        assert "Content-Security-Policy" in page.headers and page.headers["Server"] == "nanochat-tui"
     finally:
         proc.send_signal(signal.SIGINT)
         try:
