@@ -24,12 +24,13 @@ log = logging.getLogger("nanochat_tui.web")
 
 HOSTS_KEY = web.AppKey("nanochat_hosts", HostPolicy)
 
-# No inline script or style anywhere; Trusted Types make any HTML sink (innerHTML & co.) throw,
-# so no text from a message can ever become markup.
+# No inline script or style anywhere. Trusted Types make every HTML sink (innerHTML & co.) throw
+# unless given a value from the page's one policy, "nanochat-html" (the page's markdown renderer
+# signs only HTML its sanitizer has cleaned), so no text from a message becomes markup.
 CSP = (
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'; "
-    "require-trusted-types-for 'script'; trusted-types 'none'"
+    "require-trusted-types-for 'script'; trusted-types nanochat-html"
 )
 # The page uses none of these browser features: no page (or anything injected into one) may.
 PERMISSIONS_POLICY = ", ".join(f"{feature}=()" for feature in (
