@@ -1,6 +1,6 @@
 """Serving chat requests from asyncio on engine threads: a worker pool with a bounded queue.
 
-The web server (nanochat_tui/web.py) runs on an asyncio event loop; generation is blocking,
+The web server (the nanochat_tui/web package) runs on an asyncio event loop; generation is blocking,
 CPU/GPU-heavy work. This module is the hand-off between the two, with no aiohttp or Textual
 import (pure threading + asyncio), so it can be tested and reused on its own:
 
@@ -34,7 +34,7 @@ from .chat import SamplingParams, ValidationError
 from .events import Done, ErrorEvent, Event
 from .model_info import ModelInfo
 
-__all__ = ["Backend", "Worker", "WorkerPool", "Generation", "PoolBusy", "PoolClosed"]
+__all__ = ["Backend", "Worker", "WorkerPool", "Generation", "PoolBusy", "PoolClosed", "Refused"]
 
 
 class Backend(Protocol):
@@ -56,6 +56,13 @@ class PoolBusy(Exception):
 
 class PoolClosed(Exception):
     """The pool is shutting down and takes no more requests."""
+
+
+@dataclass(frozen=True)
+class Refused(ErrorEvent):
+    """The backend refused the request with a ValidationError instead of generating: the
+    rulebook, or a conversation longer than the model's context. The request is at fault, not
+    the server, so the web server answers 400 where it still can (docs/openai-api.md)."""
 
 
 _END = object()  # the engine thread is done: no more events for this generation
@@ -196,8 +203,8 @@ class Generation:
                     break
             if not ended:
                 self._put(ErrorEvent("generation ended without a result"))
-        except ValidationError as e:  # the rulebook, should the caller not have checked first
-            self._put(ErrorEvent(str(e)))
+        except ValidationError as e:  # the rulebook or the context limit: the request's fault
+            self._put(Refused(str(e)))
         except Exception as e:  # a broken step fails this request, not the server
             first = str(e).splitlines()[0] if str(e) else ""
             self._put(ErrorEvent(f"generation failed: {type(e).__name__}: {first}".rstrip(": ")))

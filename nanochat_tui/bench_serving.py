@@ -4,7 +4,7 @@ The engine benchmark (nanochat_core.bench) times the model alone. This one times
 `nanochat-tui --web` gets: N chat requests at once over HTTP, answered by the worker pool with
 continuous batching, parsed from nanochat's SSE protocol. It either starts the real application
 (`web.create_app`) in-process on 127.0.0.1 with ONE worker of `batch_size` slots, on an event
-loop of its own in a thread, or, with `url`, measures a server that is already running (another
+loop of its own in a thread (web.ThreadedServer), or, with `url`, measures a server that is already running (another
 `nanochat-tui --web`, or nanochat's own chat_web.py) without loading anything.
 
 The client is aiohttp's, on its own event loop; generation never runs on either loop. Passes:
@@ -20,7 +20,8 @@ The client is aiohttp's, on its own event loop; generation never runs on either 
 The solo pass comes AFTER the concurrent one on purpose: the batch engine keeps what each row
 cached and a request extending a cached prompt skips its prefill, so solo runs first would turn
 the concurrent pass's time to first token into cache hits. (`cached_tokens` in the report shows
-any reuse that did happen, e.g. on a --url server that already saw these prompts.)
+any reuse that did happen. Only the in-process server reports it, since its one client is this
+benchmark; a nanochat-tui --web server keeps it from clients, docs/security.md: None there.)
 
 Figures: aggregate tok/s = all generated tokens / wall time of the concurrent pass; per-stream
 tok/s = (tokens - 1) / (last event - first token) of each stream; time to first token is measured
@@ -33,7 +34,6 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -44,7 +44,7 @@ import aiohttp
 from nanochat_core.chat import MAX_MAX_TOKENS, MAX_MESSAGE_CHARS
 from nanochat_core.errors import NanochatError
 
-__all__ = ["ServingBenchError", "run_serving_benchmark", "InProcessServer", "make_prompts"]
+__all__ = ["ServingBenchError", "run_serving_benchmark", "make_prompts"]
 
 DISTINCT_PROMPTS = 4  # "a few": enough to mix rows, few enough that the solo pass stays short
 HEALTH_INTERVAL_S = 0.05
@@ -395,73 +395,6 @@ def _remote_fields(base: str, server_stats: Any, label: str | None) -> dict:
             "device": device, "dtype": None}
 
 
-# ---------------------------------------------------------------- the in-process server
-
-
-class InProcessServer:
-    """The real application (`create_app`) on 127.0.0.1, an ephemeral port, on an event loop of
-    its own in a daemon thread, so the benchmark client's loop is a separate one."""
-
-    def __init__(self, workers: list, queue_size: int):
-        self.workers = workers
-        self.queue_size = queue_size
-        self.url = ""
-        self._thread: threading.Thread | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._stop: asyncio.Event | None = None
-        self._ready = threading.Event()
-        self._error: BaseException | None = None
-
-    def __enter__(self) -> "InProcessServer":
-        self._thread = threading.Thread(target=self._run, name="nanochat-bench-server", daemon=True)
-        self._thread.start()
-        self._ready.wait()
-        if self._error is not None:
-            raise ServingBenchError(f"cannot start the in-process server: {self._error}")
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        if self._loop is not None and self._stop is not None:
-            try:
-                self._loop.call_soon_threadsafe(self._stop.set)
-            except RuntimeError:  # the loop already ended
-                pass
-        if self._thread is not None:
-            self._thread.join(timeout=30)
-
-    def _run(self) -> None:
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        try:
-            loop.run_until_complete(self._serve())
-        except BaseException as e:  # reported to __enter__ if it happened before ready
-            self._error = self._error or e
-        finally:
-            self._ready.set()
-            loop.close()
-
-    async def _serve(self) -> None:
-        from aiohttp import web
-
-        from .config import WebConfig
-        from .web import create_app
-
-        config = WebConfig(host="127.0.0.1", port=0, queue_size=self.queue_size)
-        app = create_app(config, self.workers, close_backends=True)
-        runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=5, access_log=None)
-        await runner.setup()
-        try:
-            site = web.TCPSite(runner, "127.0.0.1", 0)
-            await site.start()
-            port = next(a[1] for a in runner.addresses if isinstance(a, tuple))
-            self.url = f"http://127.0.0.1:{port}"
-            self._stop = asyncio.Event()
-            self._ready.set()
-            await self._stop.wait()
-        finally:
-            await runner.cleanup()  # closes the pool, then the backends (close_backends)
-
-
 def _device_name(device: str) -> str:
     if device.startswith("cuda"):
         import torch
@@ -530,15 +463,25 @@ def run_serving_benchmark(
         return result
 
     slots = batch_size or default_slots(streams)
-    from .web import model_worker  # the worker `nanochat-tui --web` would build
+    from .config import WebConfig
+    from .web import StartError, ThreadedServer, create_app, model_worker  # what `--web` builds
 
     worker = model_worker(0, chat_model, slots)
     info = chat_model.info
     say(f"serving {label or info.short_name} in-process with {slots} slots ...")
     import torch
 
-    with InProcessServer([worker], queue_size=max(64, streams)) as server:
+    # Its only client is this benchmark, so it may hear how much of each prompt was cached.
+    config = WebConfig(host="127.0.0.1", port=0, queue_size=max(64, streams), report_cached_tokens=True)
+    server = ThreadedServer(create_app(config, [worker], close_backends=True), config)
+    try:
+        server.start()
+    except (StartError, OSError, TimeoutError) as e:
+        raise ServingBenchError(f"cannot start the in-process server: {e}") from None
+    try:
         result, _ = asyncio.run(_bench(server.url, streams, prompt_tokens, decode_tokens, seed, say))
+    finally:
+        server.close()  # closes the pool, then the backend (close_backends)
     result.update({
         "server": "in-process",
         "batch_size": slots,

@@ -103,6 +103,9 @@ def build_chat_parser() -> argparse.ArgumentParser:
     return p
 
 
+API_KEY_ENV = "NANOCHAT_TUI_API_KEY"  # the web server's own key (not a --server's)
+
+
 def build_web_parser() -> argparse.ArgumentParser:
     p = Parser(
         prog=f"{PROG} --web", description="Serve the nanochat chat page and API (nanochat's chat_web protocol).",
@@ -117,7 +120,13 @@ def build_web_parser() -> argparse.ArgumentParser:
     p.add_argument("--queue-size", type=int, default=64, help="requests allowed to wait for a worker before 503 (default: 64)")
     p.add_argument("--log-conversations", action="store_true", help="log every message to the console (off by default)")
     p.add_argument("--cors-origin", default=None, metavar="ORIGIN", help="allow this origin to call the API (default: same origin only)")
-    p.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' on the API")
+    p.add_argument("--api-key", default=None, metavar="KEY",
+                   help=f"require 'Authorization: Bearer KEY' on the API (default: ${API_KEY_ENV}, "
+                        "which keeps the key out of the process list)")
+    p.add_argument("--allowed-host", action="append", default=[], metavar="NAME",
+                   help="also answer requests that name the server NAME (repeatable; .example.com: it "
+                        "and its subdomains; *: any). Always answered: localhost, IP addresses, "
+                        "--host, this machine's name; others are refused (DNS rebinding)")
     p.add_argument("--batch-size", type=int, default=8, metavar="B",
                    help="streams each worker runs at once, sharing decode steps (continuous batching); "
                         "with --server, requests sent to the server at once (default: 8)")
@@ -232,11 +241,25 @@ def _run_web(args: argparse.Namespace) -> int:
         model=selection_from(args, key_flag="--server-api-key"), sampling=sampling_from(args, args.seed),
         system=args.system, host=args.host, port=args.port, num_gpus=args.num_gpus,
         queue_size=args.queue_size, log_conversations=args.log_conversations,
-        cors_origin=args.cors_origin, api_key=args.api_key, max_batch=args.batch_size, debug=args.debug,
+        cors_origin=args.cors_origin, api_key=_web_api_key(args.api_key), max_batch=args.batch_size,
+        debug=args.debug, allowed_hosts=tuple(args.allowed_host),
     )
     from .web import run_web
 
     return run_web(config)
+
+
+def _web_api_key(flag: str | None) -> str | None:
+    """--api-key, else $NANOCHAT_TUI_API_KEY; an empty key is refused (it would let a bare
+    'Authorization: Bearer' in), and so is an empty variable (most likely an unset $KEY)."""
+    if flag is not None:
+        if not flag.strip():
+            raise UsageError("--api-key is empty: give a key, or leave --api-key out to serve without one")
+        return flag
+    value = os.environ.get(API_KEY_ENV)
+    if value is not None and not value.strip():
+        raise UsageError(f"{API_KEY_ENV} is set but empty: set it to a key, or unset it to serve without one")
+    return value
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -125,3 +125,12 @@ class WebConfig:
     api_key: str | None = None  # clients of THIS server must send it (not the --server's key)
     max_batch: int = 8  # streams per worker: shared decode steps locally, parallel requests with --server
     debug: bool = False
+    # Host names the server answers to besides localhost, IP addresses, the bind address and this
+    # machine's names (--allowed-host; ".example.com" = it and its subdomains; "*" = any).
+    allowed_hosts: tuple[str, ...] = ()
+    header_timeout: float = 15.0  # seconds for a request's headers to arrive (also idle keep-alive)
+    body_timeout: float = 30.0  # seconds for a whole request body to arrive
+    # Tell clients how many prompt tokens came from the KV cache. Off: that number shows whether
+    # ANOTHER client's prompt started the same way (docs/security.md). The in-process serving
+    # benchmark, whose only client is itself, turns it on.
+    report_cached_tokens: bool = False

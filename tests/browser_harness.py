@@ -5,11 +5,9 @@ module when no chromium binary exists (CI installs it, and must run them)."""
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import json
 import os
-import re
 import shutil
 import socket
 import threading
@@ -20,6 +18,7 @@ import pytest
 
 from nanochat_core.chat import SamplingParams
 from nanochat_tui import web as webmod
+from nanochat_tui.web import ThreadedServer
 from nanochat_tui.config import WebConfig
 
 CHROMIUM = os.environ.get("NANOCHAT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
@@ -40,40 +39,10 @@ CONFIG = WebConfig(host="127.0.0.1", port=0,
                    sampling=SamplingParams(temperature=0.8, top_k=50, max_tokens=512, seed=None))
 
 
-class Server:
-    """webmod.serve() (the code `nanochat-tui --web` runs) on its own thread and event loop."""
-
-    def __init__(self, app, config: WebConfig):
-        self.lines: list[str] = []
-        self._loop = asyncio.new_event_loop()
-        self._stop: asyncio.Event | None = None
-        self._thread = threading.Thread(target=self._run, args=(app, config), daemon=True)
-        self._thread.start()
-        deadline = time.time() + 30
-        while not any("Press Ctrl+C" in line for line in self.lines):
-            assert self._thread.is_alive() and time.time() < deadline, self.lines
-            time.sleep(0.01)
-        self.port = int(re.search(r"http://127\.0\.0\.1:(\d+)", "\n".join(self.lines)).group(1))
-        self.url = f"http://127.0.0.1:{self.port}"
-
-    def _run(self, app, config):
-        asyncio.set_event_loop(self._loop)
-
-        async def main():
-            self._stop = asyncio.Event()
-            await webmod.serve(app, config, self.lines.append, self._stop)
-
-        self._loop.run_until_complete(main())
-
-    def close(self):
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(15)
-        assert not self._thread.is_alive()
-
-
-def start_server(backends, config: WebConfig = CONFIG) -> Server:
-    """The one place the browser tests start a server (the app on a thread, real sockets)."""
-    return Server(webmod.create_app(config, backends), config)
+def start_server(backends, config: WebConfig = CONFIG) -> ThreadedServer:
+    """The one place the browser tests start a server: the shared ThreadedServer helper runs
+    the code `nanochat-tui --web` runs (webmod.serve) on its own thread, with real sockets."""
+    return ThreadedServer(webmod.create_app(config, backends), config).start()
 
 
 class CuttableProxy:

@@ -65,6 +65,7 @@ def cli_env(**extra: str) -> dict:
     """Environment for running the installed CLI: no real ~/.cache/nanochat leaks in."""
     env = dict(os.environ)
     env.pop("NANOCHAT_BASE_DIR", None)
+    env.pop("NANOCHAT_TUI_API_KEY", None)  # a developer's own key must not change what --web does
     env.update(extra)
     env.setdefault("PYTHONUNBUFFERED", "1")
     return env

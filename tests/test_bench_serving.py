@@ -21,6 +21,7 @@ from aiohttp import web
 from conftest import FIXTURES, cli_command, cli_env
 from nanochat_tui.bench_serving import make_prompts, percentile
 from nanochat_tui.cli import main
+from nanochat_tui.web import ThreadedServer
 
 GEN5_BASE = FIXTURES / "gen5-smear-backout" / "base_dir"
 SMALL = ["--serve", "4", "--decode-tokens", "8", "--prompt-tokens", "32"]
@@ -117,16 +118,11 @@ def test_url_benchmarks_a_running_nanochat_tui_web(capsys):
     assert "gen5-smear-backout" in result["model"] and result["device"] == "cpu"
 
 
-class OldProtocolServer:
+def old_protocol_app() -> web.Application:
     """nanochat's own chat_web.py protocol: token events and done, no finish stats, no slots.
     Replies are a function of the prompt, like a greedy model's."""
 
-    def __init__(self):
-        self.url = ""
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=lambda: asyncio.run(self._serve()), daemon=True)
-
-    async def _chat(self, request: web.Request) -> web.StreamResponse:
+    async def chat(request: web.Request) -> web.StreamResponse:
         body = await request.json()
         words = body["messages"][-1]["content"].split()[: body["max_tokens"]]
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
@@ -137,35 +133,17 @@ class OldProtocolServer:
         await resp.write(b'data: {"done": true}\n\n')
         return resp
 
-    async def _health(self, request: web.Request) -> web.Response:
+    async def health(request: web.Request) -> web.Response:
         return web.json_response({"status": "ok", "ready": True, "num_gpus": 1, "available_workers": 1})
 
-    async def _serve(self) -> None:
-        app = web.Application()
-        app.router.add_post("/chat/completions", self._chat)
-        app.router.add_get("/health", self._health)
-        runner = web.AppRunner(app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.url = f"http://127.0.0.1:{runner.addresses[0][1]}"
-        self._loop, self._stop = asyncio.get_running_loop(), asyncio.Event()
-        self._ready.set()
-        await self._stop.wait()
-        await runner.cleanup()
-
-    def __enter__(self):
-        self._thread.start()
-        self._ready.wait(10)
-        return self
-
-    def __exit__(self, *exc):
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
+    app = web.Application()
+    app.router.add_post("/chat/completions", chat)
+    app.router.add_get("/health", health)
+    return app
 
 
 def test_url_server_without_stats_counts_token_events(capsys):
-    with OldProtocolServer() as server:
+    with ThreadedServer(old_protocol_app()) as server:
         result = report(capsys, "--url", server.url, *SMALL)
     check_figures(result)
     assert result["generated_tokens"] == 4 * 8  # one token event per token, as nanochat sends them
@@ -217,7 +195,7 @@ def test_url_mode_loads_no_torch():
 
 
 def test_url_that_is_not_a_nanochat_server(capsys):
-    with OldProtocolServer() as server:
+    with ThreadedServer(old_protocol_app()) as server:
         code, out, err = bench(capsys, "--url", server.url + "/nothing-here", "--serve", "1")
     assert code == 2 and out == []
     assert err.strip().splitlines() == [f"nanochat-tui: error: GET {server.url}/nothing-here/health answered 404"]

@@ -1,19 +1,39 @@
 """Fake chat backends for the web/serving tests: ChatModel's interface (`.info`,
 `.chat(messages, sampling, cancel) -> Iterator[Event]`, blocking), with knobs that make the
-server's behaviours observable (slow tokens, cancellation, errors, tool calls, concurrency)."""
+server's behaviours observable (slow tokens, a gate that holds every token, cancellation,
+errors, tool calls, concurrency); and `until`, the one way these tests wait for something."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import re
 import threading
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Awaitable, Callable, Sequence
 
 from nanochat_core.chat import Message, SamplingParams, validate_messages
 from nanochat_core.events import Done, ErrorEvent, GenerationStats, TextDelta, ToolCall, ToolResult
 from nanochat_core.model_info import ModelInfo
 
 _TOKENS = re.compile(r"\s*\S+|\s+")
+
+
+async def until(condition: Callable[[], bool | Awaitable[bool]], what: str, timeout: float = 30.0,
+                interval: float = 0.01) -> None:
+    """Poll `condition` (a function, or a coroutine function) until it is true; AssertionError
+    naming `what` if it is still false after `timeout` seconds. The timeout is a generous
+    deadline for a condition, never a measurement: tests assert outcomes, not durations."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = condition()
+        if inspect.isawaitable(result):
+            result = await result
+        if result:
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"still waiting after {timeout:g} s for: {what}")
+        await asyncio.sleep(interval)
 
 
 def fake_info(**changes: Any) -> ModelInfo:
@@ -34,19 +54,23 @@ def echo(messages: Sequence[Message], sampling: SamplingParams) -> str:
 class FakeModel:
     """Streams `reply(messages, sampling)` word by word, `token_delay` seconds per token
     (a number, or a function of the messages), checking `cancel` before each token (one
-    "decode step")."""
+    "decode step"). With `gate` (a threading.Event), every token after the first waits until
+    the gate is open: a test holds generation mid-reply for as long as it needs, no timing involved.
+    `produced` counts every token yielded, across requests."""
 
     def __init__(self, reply: Callable[[Sequence[Message], SamplingParams], str] = echo, *,
                  token_delay: float | Callable[[Sequence[Message]], float] = 0.0,
                  first_delay: float | Callable[[Sequence[Message]], float] = 0.0, error_after: int | None = None,
                  raise_error: Exception | None = None, tool: tuple[str, str] | None = None,
-                 info: ModelInfo | None = None):
+                 info: ModelInfo | None = None, gate: threading.Event | None = None):
         self.reply = reply
         self.token_delay = token_delay
         self.first_delay = first_delay
         self.error_after = error_after
         self.raise_error = raise_error
         self.tool = tool
+        self.gate = gate
+        self.produced = 0
         self.info = info or fake_info()
         self.calls: list[tuple[list[Message], SamplingParams]] = []
         self.threads: set[str] = set()
@@ -96,10 +120,15 @@ class FakeModel:
                     return
                 if i and delay:
                     time.sleep(delay)
+                while i and self.gate is not None and not self.gate.wait(0.01):
+                    if cancel.is_set():
+                        break
                 if cancel.is_set():
                     reason = "cancelled"
                     break
                 produced += 1
+                with self._lock:
+                    self.produced += 1
                 yield TextDelta(token)
                 self.started.set()
             total = time.perf_counter() - start

@@ -2,10 +2,11 @@
 
 Any OpenAI client (the official SDKs, curl, nanochat_core.remote.RemoteChatModel, tools that let you
 set a base URL) can talk to a nanochat model through these routes. Only the wire format differs from
-nanochat's own SSE endpoint (web.chat_completions); everything that decides behaviour is shared:
-the rulebook (nanochat_core.chat) with its exact words, the server's sampling defaults and
-`--system` prompt, the worker pool (generation never runs on the event loop), and web.py's
-middlewares (API key, CORS, body cap). On /v1 paths every error has OpenAI's shape:
+nanochat's own SSE endpoint (routes_nanochat.chat_completions); everything that decides behaviour
+is shared: the rulebook (nanochat_core.chat) with its exact words, the server's sampling defaults
+and `--system` prompt, the worker pool (generation never runs on the event loop), and the
+package's middlewares (Host check, API key, CORS, body cap and timeout). On /v1 paths every error
+has OpenAI's shape:
 
     {"error": {"message": "<one line>", "type": "invalid_request_error", "param": <field or null>,
                "code": null}}
@@ -43,6 +44,12 @@ Choices (docs/openai-api.md has the user's view):
 - Engine errors: a stream gets `data: {"error": {...}}` then `data: [DONE]` (the OpenAI SDK raises
   APIError); a whole reply gets a 500 "server_error" with `x-should-retry: false`, since the same
   request would fail the same way. A server shutting down mid-reply is a 503 with Retry-After.
+  A request the engine refuses (serving.Refused: a conversation longer than the model's context)
+  is the client's error: a whole reply is a 400 invalid_request_error with param "messages", a
+  stream's error chunk has type invalid_request_error.
+- Usage: prompt_tokens, completion_tokens, total_tokens. `prompt_tokens_details.cached_tokens` is
+  left out unless WebConfig.report_cached_tokens: the KV cache is shared by all clients, so that
+  number would let one client test guesses of another client's prompt (docs/security.md).
 """
 
 from __future__ import annotations
@@ -61,10 +68,11 @@ from aiohttp import web
 from nanochat_core.chat import Message, SamplingParams, ValidationError, validate_messages, validate_sampling
 from nanochat_core.events import Done, ErrorEvent, GenerationStats, TextDelta
 from nanochat_core.model_info import ModelInfo
-from nanochat_core.serving import Generation
+from nanochat_core.serving import Generation, Refused
 
-from .config import WebConfig
-from .web import CONFIG_KEY, POOL_KEY, ApiError, preflight, read_json_object, sse, submit_generation
+from ..config import WebConfig
+from .http import CONFIG_KEY, POOL_KEY, ApiError, read_json_object, sse, submit_generation
+from .middlewares import preflight
 
 log = logging.getLogger("nanochat_tui.web.openai")
 
@@ -86,7 +94,7 @@ SHUTTING_DOWN = "The generation was cancelled because the server is shutting dow
 def add_openai_routes(app: web.Application) -> None:
     """Register /v1/chat/completions, /v1/models and /v1/models/{model} on a create_app() app
     (its pool must be set). create_app registers the OPTIONS preflight of the two fixed paths
-    with its other API paths (web.API_PATHS); the per-model path gets its own here."""
+    with its other API paths (http.API_PATHS); the per-model path gets its own here."""
     app[MODEL_ID_KEY] = model_id(app[POOL_KEY].workers[0].backend.info)  # every worker: one model
     app[CREATED_KEY] = int(time.time())
     app.router.add_post("/v1/chat/completions", chat_completions)
@@ -339,18 +347,23 @@ class Outcome:
     usage: dict | None = None
     error: str | None = None
     status: int = 500
+    param: str | None = None
 
 
-def usage_of(stats: GenerationStats) -> dict:
-    return {
+def usage_of(stats: GenerationStats, report_cached: bool = False) -> dict:
+    """OpenAI's usage object; the cached-token count only when asked (module docstring)."""
+    usage = {
         "prompt_tokens": stats.prompt_tokens,
         "completion_tokens": stats.generated_tokens,
         "total_tokens": stats.prompt_tokens + stats.generated_tokens,
-        "prompt_tokens_details": {"cached_tokens": stats.cached_tokens},
     }
+    if report_cached:
+        usage["prompt_tokens_details"] = {"cached_tokens": stats.cached_tokens}
+    return usage
 
 
-async def relay(generation: Generation, stops: Sequence[str]) -> AsyncIterator[str | Outcome]:
+async def relay(generation: Generation, stops: Sequence[str],
+                report_cached: bool = False) -> AsyncIterator[str | Outcome]:
     """The reply's text pieces (stop sequences applied), then exactly one Outcome. Tool calls
     and results are left out (see the module docstring)."""
     cutter = StopCutter(stops)
@@ -363,14 +376,17 @@ async def relay(generation: Generation, stops: Sequence[str]) -> AsyncIterator[s
                 generation.cancel()  # stops within a step; its Done still comes, with the usage
         elif isinstance(event, Done):
             if cutter.hit:
-                yield Outcome("stop", usage_of(event.stats))
+                yield Outcome("stop", usage_of(event.stats, report_cached))
             elif event.reason == "cancelled":  # only the pool cancels behind our back: shutdown
                 yield Outcome(None, error=SHUTTING_DOWN, status=503)
             else:
                 tail = cutter.flush()
                 if tail:
                     yield tail
-                yield Outcome(event.reason, usage_of(event.stats))
+                yield Outcome(event.reason, usage_of(event.stats, report_cached))
+            return
+        elif isinstance(event, Refused):  # the request's fault (e.g. longer than the context)
+            yield Outcome(None, error=event.message, status=400, param="messages")
             return
         elif isinstance(event, ErrorEvent):
             yield Outcome(None, error=event.message)
@@ -406,9 +422,9 @@ class Completion:
                 "usage": outcome.usage}
 
 
-def error_chunk(message: str, status: int) -> dict:
+def error_chunk(message: str, status: int, param: str | None = None) -> dict:
     return {"error": {"message": message, "type": "server_error" if status >= 500 else "invalid_request_error",
-                      "param": None, "code": None}}
+                      "param": param, "code": None}}
 
 
 # ---------------------------------------------------------------- the handler
@@ -433,6 +449,7 @@ async def stream_reply(request: web.Request, generation: Generation, req: Comple
     """chat.completion.chunk events: the role, the text, the finish reason, the usage, [DONE]."""
     response = web.StreamResponse(headers=SSE_HEADERS)
     outcome, reply = Outcome(None, error="disconnected"), []
+    report_cached = request.app[CONFIG_KEY].report_cached_tokens
 
     def send(payload: dict) -> Any:
         if req.include_usage and "usage" not in payload and "error" not in payload:
@@ -443,7 +460,7 @@ async def stream_reply(request: web.Request, generation: Generation, req: Comple
         await response.prepare(request)
         async with generation:
             await send(head.chunk({"role": "assistant", "content": ""}))
-            async with aclosing(relay(generation, req.stops)) as items:
+            async with aclosing(relay(generation, req.stops, report_cached)) as items:
                 async for item in items:
                     if isinstance(item, Outcome):
                         outcome = item
@@ -451,7 +468,7 @@ async def stream_reply(request: web.Request, generation: Generation, req: Comple
                         reply.append(item)
                         await send(head.chunk({"content": item}))
             if outcome.error is not None:
-                await send(error_chunk(outcome.error, outcome.status))
+                await send(error_chunk(outcome.error, outcome.status, outcome.param))
             else:
                 await send(head.chunk({}, outcome.finish_reason))
                 if req.include_usage:
@@ -469,9 +486,10 @@ async def whole_reply(request: web.Request, generation: Generation, req: Complet
                       head: Completion) -> web.StreamResponse:
     """One chat.completion object once the reply is complete."""
     outcome, reply = Outcome(None, error="disconnected"), []
+    report_cached = request.app[CONFIG_KEY].report_cached_tokens
     try:
         async with generation:
-            async with aclosing(relay(generation, req.stops)) as items:
+            async with aclosing(relay(generation, req.stops, report_cached)) as items:
                 async for item in items:
                     if isinstance(item, Outcome):
                         outcome = item
@@ -484,7 +502,7 @@ async def whole_reply(request: web.Request, generation: Generation, req: Complet
         _log_end(request, generation, outcome, reply)
     if outcome.error is not None:
         headers = {"Retry-After": "5"} if outcome.status == 503 else {"x-should-retry": "false"}
-        raise ApiError(outcome.status, outcome.error, headers)
+        raise ApiError(outcome.status, outcome.error, headers, param=outcome.param)
     return web.json_response(head.whole("".join(reply), outcome))
 
 

@@ -1,7 +1,9 @@
 """Where the browser files live: `nanochat_tui/_web` in a wheel, the checkout's `web/` otherwise.
 
 `web/` is deliberately not a Python package (no __init__.py): the wheel ships it inside
-nanochat_tui (pyproject force-include), so no generic top-level `web` module is ever installed.
+nanochat_tui as the data folder `_web` (pyproject force-include), so no generic top-level `web`
+module is ever installed. This package (`nanochat_tui/web/`, the server) and that data folder
+(`nanochat_tui/_web/`, the page) are two different names.
 """
 
 from __future__ import annotations
@@ -9,12 +11,12 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-_PACKAGE = Path(__file__).resolve().parent
+_TUI_PACKAGE = Path(__file__).resolve().parent.parent  # nanochat_tui/
 
 
 def web_dir() -> Path:
-    packaged = _PACKAGE / "_web"
-    return packaged if packaged.is_dir() else _PACKAGE.parent / "web"
+    packaged = _TUI_PACKAGE / "_web"
+    return packaged if packaged.is_dir() else _TUI_PACKAGE.parent / "web"
 
 
 def templates_dir() -> Path:
