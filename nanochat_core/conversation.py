@@ -399,6 +399,9 @@ class Conversation:
         system = default_system
         if clean and clean[0].role == "system":
             system, clean = clean[0].text, clean[1:]
+        elif default_system:
+            # the server's system message counts toward the limits too (the rulebook's words)
+            validate_messages([Message("system", default_system), *clean])
         conv = cls(system=system, **kwargs)
         for message in clean:
             conv._add(conv.head, message.role, message.content)

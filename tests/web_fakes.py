@@ -13,7 +13,15 @@ import time
 from typing import Any, Awaitable, Callable, Sequence
 
 from nanochat_core.chat import Message, SamplingParams, validate_messages
-from nanochat_core.events import Done, ErrorEvent, GenerationStats, TextDelta, ToolCall, ToolResult
+from nanochat_core.conversation import Conversation
+from nanochat_core.events import (
+    Done,
+    ErrorEvent,
+    GenerationStats,
+    TextDelta,
+    ToolCall,
+    ToolResult,
+)
 from nanochat_core.model_info import ModelInfo
 
 _TOKENS = re.compile(r"\s*\S+|\s+")
@@ -85,7 +93,11 @@ class FakeModel:
     def chat(self, messages: Sequence[Any], sampling: SamplingParams | None = None,
              cancel: threading.Event | None = None):
         sampling = sampling or SamplingParams()
-        clean = validate_messages(messages)  # as ChatModel.chat: the rulebook first
+        if isinstance(messages, Conversation):  # as ChatModel.chat: a Conversation or messages
+            messages.validate()
+            clean = messages.request_messages()
+        else:
+            clean = validate_messages(messages)  # the rulebook first
         with self._lock:
             self.calls.append((clean, sampling))
             self.threads.add(threading.current_thread().name)

@@ -33,14 +33,13 @@ import aiohttp_jinja2
 from aiohttp import web
 
 from nanochat_core.chat import (
-    Message,
     ValidationError,
     parse_max_tokens,
     parse_temperature,
     parse_top_k,
-    validate_messages,
     validate_sampling,
 )
+from nanochat_core.conversation import Conversation
 from nanochat_core.events import Done, ErrorEvent, TextDelta, ToolCall, ToolResult
 
 from ..config import WebConfig
@@ -155,7 +154,9 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     pool = request.app[POOL_KEY]
     body = await read_json_object(request)
     try:
-        messages = validate_messages(body.get("messages"))
+        # One Conversation (nanochat_core.conversation): the client's messages, the --system
+        # default when they bring none, replies this server wrote mapped back to their exact ids.
+        conversation = Conversation.from_messages(body.get("messages"), default_system=config.system)
         sampling = validate_sampling(
             config.sampling,
             temperature=body.get("temperature"),
@@ -163,14 +164,12 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
             max_tokens=body.get("max_tokens"),
             seed=body.get("seed"),
         )
-        if config.system and messages[0].role != "system":
-            messages = validate_messages([Message("system", config.system), *messages])
     except ValidationError as e:
         raise ApiError(400, str(e)) from None
 
-    generation = submit_generation(pool, messages, sampling)
+    generation = submit_generation(pool, conversation, sampling)
     if config.log_conversations:
-        for m in messages:
+        for m in conversation.request_messages():
             log.info("[%s]: %s", m.role.upper(), m.text)
     response = web.StreamResponse(headers={
         "Content-Type": "text/event-stream; charset=utf-8",

@@ -65,7 +65,8 @@ from typing import Any, AsyncIterator, Mapping, Sequence
 
 from aiohttp import web
 
-from nanochat_core.chat import Message, SamplingParams, ValidationError, validate_messages, validate_sampling
+from nanochat_core.chat import SamplingParams, ValidationError, validate_sampling
+from nanochat_core.conversation import Conversation
 from nanochat_core.events import Done, ErrorEvent, GenerationStats, TextDelta
 from nanochat_core.model_info import ModelInfo
 from nanochat_core.serving import Generation, Refused
@@ -132,7 +133,7 @@ async def retrieve_model(request: web.Request) -> web.Response:
 
 @dataclass(frozen=True)
 class CompletionRequest:
-    messages: list[Message]
+    conversation: Conversation
     sampling: SamplingParams
     stream: bool
     include_usage: bool
@@ -150,7 +151,7 @@ def _is_number(value: Any) -> bool:
 def parse_request(body: Mapping[str, Any], config: WebConfig, served_model: str) -> CompletionRequest:
     """Check a /v1/chat/completions body; ApiError (400 / 404) with OpenAI's `param` otherwise."""
     check_model(body.get("model"), served_model)
-    messages = parse_messages(body.get("messages"), config.system)
+    conversation = parse_messages(body.get("messages"), config.system)
     sampling = parse_sampling(body, config.sampling)
     check_single_choice(body.get("n"))
     check_top_p(body.get("top_p"))
@@ -158,7 +159,7 @@ def parse_request(body: Mapping[str, Any], config: WebConfig, served_model: str)
     stream = _flag(body.get("stream"), "stream")
     include_usage = parse_stream_options(body.get("stream_options"))
     refuse_what_cannot_be_honoured(body)
-    return CompletionRequest(messages, sampling, stream, include_usage, stops)
+    return CompletionRequest(conversation, sampling, stream, include_usage, stops)
 
 
 def check_model(requested: Any, served: str) -> None:
@@ -171,16 +172,13 @@ def check_model(requested: Any, served: str) -> None:
                        param="model", code="model_not_found")
 
 
-def parse_messages(raw: Any, system: str | None) -> list[Message]:
-    """OpenAI's message forms, then the rulebook (its words, verbatim), then the `--system` prompt
-    exactly as the SSE endpoint adds it."""
+def parse_messages(raw: Any, system: str | None) -> Conversation:
+    """OpenAI's message forms, then the one Conversation (the rulebook's words, verbatim; the
+    `--system` prompt exactly as the SSE endpoint adds it)."""
     try:
-        messages = validate_messages(openai_messages(raw))
-        if system and messages[0].role != "system":
-            messages = validate_messages([Message("system", system), *messages])
+        return Conversation.from_messages(openai_messages(raw), default_system=system)
     except ValidationError as e:
         raise _bad(str(e), "messages") from None
-    return messages
 
 
 def openai_messages(raw: Any) -> Any:
@@ -434,10 +432,10 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     config = request.app[CONFIG_KEY]
     body = await read_json_object(request)
     req = parse_request(body, config, request.app[MODEL_ID_KEY])
-    generation = submit_generation(request.app[POOL_KEY], req.messages, req.sampling)
+    generation = submit_generation(request.app[POOL_KEY], req.conversation, req.sampling)
     head = Completion.new(request.app[MODEL_ID_KEY])
     if config.log_conversations:
-        for m in req.messages:
+        for m in req.conversation.request_messages():
             log.info("[%s]: %s", m.role.upper(), m.text)
     if req.stream:
         return await stream_reply(request, generation, req, head)
