@@ -1,5 +1,6 @@
-"""The models behind the server: one worker per device (or one for a --server), and why a
-configuration cannot start (StartError, one line; cli.main prints it and exits 2)."""
+"""The models behind the server: one worker per device (or one for a --server, or one front-door
+worker for --ray), and why a configuration cannot start (StartError, one line; cli.main prints it
+and exits 2)."""
 
 from __future__ import annotations
 
@@ -83,7 +84,17 @@ def close_backends(workers: list[Worker]) -> None:
 
 def load_workers(config: WebConfig, say: Callable[[str], None] = say) -> list[Worker]:
     """Load one model per device, printing nanochat's console lines. With --server, one worker
-    that forwards up to `config.max_batch` requests at once to the OpenAI-compatible server."""
+    that forwards up to `config.max_batch` requests at once to the OpenAI-compatible server.
+    With --ray, one worker that streams from the replicas of a Ray Serve application
+    (nanochat_tui/ray_serve/frontdoor.py: the only path that imports Ray)."""
+    if config.ray is not None:
+        from ..ray_serve.frontdoor import connect_front_door
+
+        worker = connect_front_door(config.ray, say)
+        for notice in worker.backend.notices:
+            say(f"  Notice: {notice}")
+        say(f"Model: {worker.backend.info.describe()}")
+        return [worker]
     if config.model.server is not None:
         say("Initializing worker pool with 1 remote server...")
         backend = config.model.load(progress=lambda line: say(f"  {line}"))
