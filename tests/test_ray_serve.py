@@ -76,8 +76,11 @@ def wait_for(condition, what: str, timeout: float = DEADLINE_S, every: float = 0
 
 
 def ray_env(**extra: str) -> dict:
-    env = cli_env(RAY_USAGE_STATS_ENABLED="0", **extra)
+    """The CLI's environment, with no Ray settings of the developer's: no RAY_ADDRESS, and Ray's
+    token authentication off (a token in ~/.ray would otherwise turn it on for the head only)."""
+    env = cli_env(RAY_USAGE_STATS_ENABLED="0", RAY_AUTH_MODE="disabled", **extra)
     env.pop("RAY_ADDRESS", None)
+    env.pop("RAY_AUTH_TOKEN", None)
     return env
 
 
@@ -404,6 +407,39 @@ def test_replica_killed_mid_stream_ends_the_openai_stream_with_an_error_chunk(lo
         for _chunk in chunks:
             pass
     assert wait_for(lambda: _try_reply(base), "a request to succeed after the kill", every=0.2)
+
+
+@needs_ray
+@pytest.mark.ray
+def test_stop_sequence_ends_the_reply_with_the_replicas_own_usage(long_door):
+    """A stop sequence cancels the stream; Ray delivers nothing after a cancellation, so the
+    usage comes from the replica's own last event (left on the board), not from the front door."""
+    import openai
+
+    base, _ = long_door
+    head = sse_reply(base, "Hello", max_tokens=40)
+    stop = next(head[i:i + 3] for i in range(5, len(head) - 3)  # not at the start: some text comes first
+                if head.find(head[i:i + 3]) == i and "\ufffd" not in head[i:i + 3])
+    client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)
+    reply = client.chat.completions.create(messages=[{"role": "user", "content": "Hello"}], model="nanochat-d2",
+                                           temperature=0, max_tokens=LONG_MAX_TOKENS, stop=[stop])
+    assert reply.choices[0].message.content == head[:head.find(stop)]
+    assert reply.choices[0].finish_reason == "stop"
+    assert reply.usage.prompt_tokens > 0  # the replica's stats (a Done made by the front door has none)
+    assert 0 < reply.usage.completion_tokens < LONG_MAX_TOKENS
+
+
+@needs_ray
+@pytest.mark.ray
+def test_serve_stop_deletes_the_application_and_the_front_door_says_not_ready(cluster, long_door):
+    base, _ = long_door
+    result = run_cli("serve", "--ray", cluster, "--ray-app", LONG_APP, "--stop")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Deleted." in result.stdout
+    health = get_json(base + "/health")
+    assert health["ready"] is False and health["ray"]["status"] == "NOT_DEPLOYED", health
+    again = run_cli("serve", "--ray", cluster, "--ray-app", LONG_APP, "--stop")
+    assert again.returncode == 2 and "nothing to stop" in again.stderr
 
 
 # ---------------------------------------------------------------- the CLI's Ray paths

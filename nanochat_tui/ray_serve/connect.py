@@ -97,6 +97,10 @@ def quiet_ray_console() -> None:
 
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(SafeLogFormatter("%(asctime)s %(name)s: %(message)s", "%H:%M:%S"))
+    handler.setLevel(logging.WARNING)
+    # ray.init() clears the "ray" logger's handlers while it starts, and what it logs meanwhile
+    # would reach stderr raw through logging's last resort: make that one sanitize too.
+    logging.lastResort = handler
     for name in _RAY_LOGGERS:
         logger = logging.getLogger(name)
         for old in list(logger.handlers):

@@ -13,31 +13,47 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import signal
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 from nanochat_core.text import compact_line
 
 from ..config import ServeConfig
 from ..console import say as console_say
 from . import RayServeError
-from .connect import join
-from .protocol import BOARD_DEPLOYMENT, REPLICA_DEPLOYMENT, START_FAILURE_MARK
+from .connect import join, leave
+from .protocol import BOARD_DEPLOYMENT, GRACEFUL_SHUTDOWN_S, REPLICA_DEPLOYMENT, START_FAILURE_MARK
 
 POLL_S = 0.5
 REPORTS_TIMEOUT_S = 30.0  # running replicas report to the board within about a second
 
 
 def run_serve(config: ServeConfig, say: Callable[[str], None] = console_say) -> int:
-    from ray import serve
-
     where = config.address or "a new Ray instance in this process"
     say(f"Connecting to {where} ...")
     gcs = join(config.address)
+    try:
+        return _serve(config, gcs, say)
+    finally:
+        if config.address is None:
+            say("Stopping Ray ...")
+        with _no_interrupts():  # a second Ctrl+C must not leave a local Ray's processes behind
+            leave()
+
+
+def _serve(config: ServeConfig, gcs: str, say: Callable[[str], None]) -> int:
+    from ray import serve
+
     if config.address is None:
-        say(f"Started Ray at {gcs}; it stops when this command does (front doors join it with --ray {gcs})")
+        # Ray turns on its token authentication for an instance ray.init() starts (the token
+        # is in ~/.ray/auth_token); a front door then needs RAY_AUTH_MODE=token to join.
+        auth = "RAY_AUTH_MODE=token " if os.environ.get("RAY_AUTH_MODE", "").lower() == "token" else ""
+        say(f"Started Ray at {gcs}; it stops when this command does. Front doors on this machine: "
+            f"{auth}nanochat-tui --web --ray {gcs}")
     else:
         say(f"Joined the Ray cluster at {gcs}")
     if config.stop:
@@ -75,14 +91,16 @@ def run_serve(config: ServeConfig, say: Callable[[str], None] = console_say) -> 
     running = _running(config.app)
     say(f"Ready: {running} replica{'' if running == 1 else 's'} of {models}")
     address = config.address or gcs  # the address the user gave works for them
-    say(f"Start a front door (any number, on nodes of this cluster): nanochat-tui --web --ray {address}"
-        + ("" if config.app == "nanochat" else f" --ray-app {config.app}"))
+    if config.address is not None:
+        say(f"Start a front door (any number, on nodes of this cluster): nanochat-tui --web --ray {address}"
+            + ("" if config.app == "nanochat" else f" --ray-app {config.app}"))
     if config.detach:
         say(f"Detached: the application keeps running; remove it with nanochat-tui serve --ray {address} --stop"
             + ("" if config.app == "nanochat" else f" --ray-app {config.app}"))
         return 0
-    say("Press Ctrl+C to stop serving (the application is deleted).")
-    return _stay_attached(config.app, say)
+    say("Press Ctrl+C to stop serving (" + ("the application is deleted)." if config.address is not None
+                                           else "Ray stops, and the replicas with it)."))
+    return _stay_attached(config.app, say, delete=config.address is not None)
 
 
 def _start_serve() -> None:
@@ -204,7 +222,9 @@ def _check_models(app: str, say: Callable[[str], None]) -> str:
     return reports[0]["info"].describe()
 
 
-def _stay_attached(app: str, say: Callable[[str], None]) -> int:
+def _stay_attached(app: str, say: Callable[[str], None], delete: bool) -> int:
+    """Print status changes until Ctrl+C or SIGTERM, then delete the application (a local Ray
+    instance needs no deleting: it stops, and everything on it with it)."""
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())
     last = None
@@ -218,7 +238,8 @@ def _stay_attached(app: str, say: Callable[[str], None]) -> int:
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
-    _delete(app, say)
+    if delete:
+        _delete(app, say)
     return 0
 
 
@@ -274,13 +295,28 @@ def _stop(app: str, say: Callable[[str], None]) -> int:
 def _delete(app: str, say: Callable[[str], None]) -> None:
     from ray import serve
 
-    say(f"Deleting Serve application '{app}' ...")
+    say(f"Deleting Serve application '{app}' (open streams get up to {GRACEFUL_SHUTDOWN_S:g} s to finish) ...")
     try:
-        serve.delete(app)
+        with _no_interrupts():
+            serve.delete(app)
     except Exception as e:
         say(f"Could not delete '{app}': {compact_line(e, 200)}")
         return
     say("Deleted.")
+
+
+@contextlib.contextmanager
+def _no_interrupts() -> Iterator[None]:
+    """Ctrl+C ignored meanwhile (on the main thread; elsewhere signals cannot be changed)."""
+    try:
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    except ValueError:  # not the main thread
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _name(value: Any) -> str:

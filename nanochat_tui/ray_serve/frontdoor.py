@@ -163,13 +163,13 @@ class RayBackend:
         app = self.target.app
         try:
             status = serve.status().applications.get(app)
+            if status is None:
+                return {"app": app, "status": "NOT_DEPLOYED", "states": {}, "running": 0, "replicas": [],
+                        "error": f"no Serve application '{compact_line(app, 80)}' on the cluster"}
             replicas = self._board.snapshot.remote().result(timeout_s=5.0)
         except Exception as e:
             return {"app": app, "status": "UNREACHABLE", "error": compact_line(e, 200), "states": {},
                     "running": 0, "replicas": []}
-        if status is None:
-            return {"app": app, "status": "NOT_DEPLOYED", "states": {}, "running": 0, "replicas": [],
-                    "error": f"no Serve application '{compact_line(app, 80)}' on the cluster"}
         deployment = status.deployments.get(REPLICA_DEPLOYMENT)
         states = {_name(k): int(v) for k, v in (deployment.replica_states.items() if deployment else ())}
         return {

@@ -26,6 +26,9 @@ FORGET_AFTER_S = 2.5
 FINAL_WAIT_S = 2.0
 FINAL_KEEP_S = 60.0
 
+# A replica being stopped (the application deleted, scaled down) lets open streams finish this long.
+GRACEFUL_SHUTDOWN_S = 20.0
+
 # A replica that fails to load says so on a line that starts with this, so that `serve` can show
 # the reason from the deployment's status message (which is otherwise a traceback).
 START_FAILURE_MARK = "nanochat replica could not start: "

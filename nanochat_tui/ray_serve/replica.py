@@ -41,6 +41,7 @@ from .protocol import (
     BOARD_DEPLOYMENT,
     FINAL_KEEP_S,
     FORGET_AFTER_S,
+    GRACEFUL_SHUTDOWN_S,
     REPLICA_DEPLOYMENT,
     REPORT_EVERY_S,
     REPORT_GAP_S,
@@ -236,6 +237,7 @@ def build_app(spec: ReplicaSpec, *, replicas: int, autoscale: tuple[int, int] | 
     options: dict[str, Any] = {
         "ray_actor_options": {"num_cpus": cpus, "num_gpus": gpus},
         "max_ongoing_requests": spec.batch_size,
+        "graceful_shutdown_timeout_s": GRACEFUL_SHUTDOWN_S,
     }
     if autoscale is not None:
         low, high = autoscale
