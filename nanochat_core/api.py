@@ -16,6 +16,7 @@ from typing import Any, Callable, Iterator, Sequence
 import torch
 
 from .chat import Message, SamplingParams, render_messages, reply_key, validate_messages
+from .context import check_prompt
 from .checkpoints import (
     CheckpointError,
     CheckpointLocation,
@@ -62,14 +63,19 @@ def resolve_device_and_dtype(device: str | None, dtype: str | None) -> tuple[tor
 
 
 class ChatModel:
-    """A loaded model + tokenizer + engine. Runs one generation at a time (it owns a KV cache)."""
+    """A loaded model + tokenizer + engine. Runs one generation at a time (it owns a KV cache).
 
-    def __init__(self, model, tokenizer: Tokenizer, info: ModelInfo, notices: Sequence[str] = ()):
+    `max_context` caps the positions of every request (context.py); None = the model's own
+    limit. A conversation over it is refused by chat()/stream() with ContextTooLong (a
+    ValidationError) before any work."""
+
+    def __init__(self, model, tokenizer: Tokenizer, info: ModelInfo, notices: Sequence[str] = (),
+                 max_context: int | None = None):
         self.model = model
         self.tokenizer = tokenizer
         self.info = info
         self.notices = list(notices)
-        self.engine = Engine(model, tokenizer)
+        self.engine = Engine(model, tokenizer, max_context=max_context)
         self._replies: OrderedDict = OrderedDict()  # reply_key(content) -> generated ids
         self._replies_lock = threading.Lock()
 
@@ -92,13 +98,31 @@ class ChatModel:
         for step in self.engine.generate(list(ids), temperature, top_k, max_tokens, seed, cancel):
             yield step.token
 
+    @property
+    def context_limit(self) -> int:
+        """Tokens a conversation may hold when the model reads it (prompt plus reply but its last
+        token): max_context, or the model's positions."""
+        return self.engine.context_limit
+
+    def check_context(self, messages: Sequence[Any]) -> list[int]:
+        """Validate and render `messages` as chat() would; raise ContextTooLong (one line, a
+        ValidationError) when they do not fit. Returns the ids. The web server calls this to
+        answer 400 before it queues a request."""
+        ids = self.render_chat(messages)
+        check_prompt(len(ids), self.context_limit)
+        return ids
+
     def stream(self, ids: Sequence[int], sampling: SamplingParams | None = None,
                cancel: threading.Event | None = None) -> Iterator[Event]:
-        return self.engine.stream(list(ids), sampling or SamplingParams(), cancel)
+        """Raises ContextTooLong at once when `ids` do not fit; otherwise streams events."""
+        ids = list(ids)
+        check_prompt(len(ids), self.context_limit)
+        return self.engine.stream(ids, sampling or SamplingParams(), cancel)
 
     def chat(self, messages: Sequence[Any], sampling: SamplingParams | None = None,
              cancel: threading.Event | None = None) -> Iterator[Event]:
-        """Validate (raises ValidationError before any work), render and stream a reply.
+        """Validate (raises ValidationError, or ContextTooLong, before any work), render and
+        stream a reply.
 
         Replies this model generated earlier and that come back in `messages` (as text or as
         parts) are rendered with the ids the model wrote, so the next turn extends the KV cache."""
@@ -127,9 +151,10 @@ class ChatModel:
                 self.remember(event)
             yield event
 
-    def batched(self, max_batch: int = 8) -> "BatchedChatModel":
-        """A thread-safe view of this model whose concurrent requests share decode steps."""
-        return BatchedChatModel(self, max_batch)
+    def batched(self, max_batch: int = 8, max_context: int | None = None) -> "BatchedChatModel":
+        """A thread-safe view of this model whose concurrent requests share decode steps.
+        `max_context`: the per-request budget (default: this model's own max_context)."""
+        return BatchedChatModel(self, max_batch, max_context)
 
     def reply(self, messages: Sequence[Any], sampling: SamplingParams | None = None) -> str:
         """The whole reply text (tool calls left out), for scripts and notebooks."""
@@ -147,27 +172,45 @@ class BatchedChatModel:
     """The ChatModel interface for servers: any number of threads may call chat()/stream() at
     once; their requests are decoded together (continuous batching, see batching.py)."""
 
-    def __init__(self, base: ChatModel, max_batch: int = 8):
+    def __init__(self, base: ChatModel, max_batch: int = 8, max_context: int | None = None):
         from .batching import BatchEngine
 
         self.base = base
         self.info, self.notices, self.tokenizer = base.info, base.notices, base.tokenizer
-        self.engine = BatchEngine(base.model, base.tokenizer, max_batch=max_batch)
+        if max_context is None and base.context_limit < base.model.rotary_len:
+            max_context = base.context_limit  # the base model's budget carries over
+        self.engine = BatchEngine(base.model, base.tokenizer, max_batch=max_batch, max_context=max_context)
+
+    @property
+    def context_limit(self) -> int:
+        """See ChatModel.context_limit (this view's max_context)."""
+        return self.engine.context_limit
+
+    def check_context(self, messages: Sequence[Any]) -> list[int]:
+        """See ChatModel.check_context: validate, render, raise ContextTooLong if over budget."""
+        ids = self.base.render_chat(messages)
+        check_prompt(len(ids), self.context_limit)
+        return ids
 
     def stream(self, ids: Sequence[int], sampling: SamplingParams | None = None,
                cancel: threading.Event | None = None) -> Iterator[Event]:
-        return self.engine.stream(list(ids), sampling or SamplingParams(), cancel)
+        """Raises ContextTooLong at once when `ids` do not fit; otherwise streams events."""
+        ids = list(ids)
+        check_prompt(len(ids), self.context_limit)
+        return self.engine.stream(ids, sampling or SamplingParams(), cancel)
 
     def chat(self, messages: Sequence[Any], sampling: SamplingParams | None = None,
              cancel: threading.Event | None = None) -> Iterator[Event]:
-        """Validate (raises ValidationError), render and stream; blocking, thread-safe."""
-        return self.base._remembering(self.stream(self.base.render_chat(messages), sampling, cancel))
+        """Validate (raises ValidationError, or ContextTooLong, before any work), render and
+        stream; blocking, thread-safe."""
+        return self.base._remembering(self.stream(self.check_context(messages), sampling, cancel))
 
     def submit(self, messages: Sequence[Any], sampling: SamplingParams, emit: Callable[[Event], None],
                cancel: threading.Event | None = None) -> threading.Event:
         """Non-blocking: validate and render now (may raise ValidationError), then `emit` is
-        called from the scheduler thread with each event. Returns the cancel event."""
-        ids = self.base.render_chat(messages)
+        called from the scheduler thread with each event. Returns the cancel event.
+        A conversation over the budget raises ContextTooLong here, before it is queued."""
+        ids = self.check_context(messages)
 
         def emit_and_remember(event: Event) -> None:
             if isinstance(event, Done):

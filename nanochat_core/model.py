@@ -174,17 +174,32 @@ class KVCache:
     def batch(self) -> int:
         return self.k.shape[1]
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes the keys and values occupy (what the memory tests and `bench` report)."""
+        return self.k.nbytes + self.v.nbytes
+
     def grow(self, capacity: int, keep: int | None = None) -> None:
         """Reallocate to hold `capacity` positions, keeping the first `keep` (default pos)."""
-        if capacity <= self.capacity:
-            return
-        keep = self.pos if keep is None else keep
+        if capacity > self.capacity:
+            self.resize(capacity, self.pos if keep is None else keep)
+
+    def resize(self, capacity: int, keep: int, batch: int | None = None) -> None:
+        """Reallocate to `capacity` positions and `batch` rows (default: as now), bigger or
+        smaller, keeping the first `keep` positions of the rows that remain. Memory above the
+        new size goes back to the allocator (large blocks go back to the system at once)."""
         n, b, h, _, d = self.k.shape
+        batch = b if batch is None else batch
+        if (capacity, batch) == (self.capacity, b):
+            return
+        keep, rows = min(keep, capacity, self.capacity), min(b, batch)
         for name in ("k", "v"):
             old = getattr(self, name)
-            new = torch.zeros((n, b, h, capacity, d), dtype=old.dtype, device=old.device)
-            new[:, :, :, :keep] = old[:, :, :, :keep]
-            setattr(self, name, new)
+            new = torch.zeros((n, batch, h, capacity, d), dtype=old.dtype, device=old.device)
+            new[:, :rows, :, :keep] = old[:, :rows, :, :keep]
+            setattr(self, name, new)  # k's old block is freed before v's new one is allocated
+            del old
+        self.pos = min(self.pos, capacity)
 
     def row(self, index: int) -> "KVCache":
         """A batch-1 view of one row (writes go to this cache); its pos starts at 0."""
