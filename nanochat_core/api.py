@@ -247,6 +247,7 @@ def _load_location(loc: CheckpointLocation, device: torch.device, dtype: torch.d
     model = model.to(device=device, dtype=dtype).eval()
     model.refresh_rotary(dtype)
     model.requires_grad_(False)
+    model.prepare_inference()
     info = ModelInfo(
         generation=generation,
         source="demo" if is_demo else loc.source,

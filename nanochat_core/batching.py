@@ -74,7 +74,7 @@ class BatchEngine:
     def __init__(self, model: GPT, tokenizer: Tokenizer, max_batch: int = 8, prefill_chunk: int = 512,
                  max_context: int | None = None):
         self.model, self.tokenizer = model, tokenizer
-        self.device = model.lm_head.weight.device
+        self.device = model.device
         self.ids = SpecialIds(tokenizer)
         self.max_batch = max_batch
         self.prefill_chunk = prefill_chunk

@@ -27,6 +27,8 @@ def random_model(spec: str, device: torch.device, dtype: torch.dtype) -> GPT:
     """A random-weight gen5 model of shape 'dDEPTH[:WIDTH[:VOCAB]]' on device, in dtype."""
     model = random_gpt(parse_shape(spec)).to(device=device, dtype=dtype).eval()
     model.refresh_rotary(dtype)
+    model.requires_grad_(False)
+    model.prepare_inference()
     return model
 
 
@@ -117,7 +119,7 @@ def _naive_run(model: GPT, prompt: torch.Tensor, decode_tokens: int) -> float:
 
 def run_benchmark(model: GPT, prompt_tokens: int, decode_tokens: int, batch_size: int = 1,
                   repeats: int = 1, naive: bool = False, seed: int = 0, naive_max_steps: int = 64) -> dict:
-    device = model.lm_head.weight.device
+    device = model.device
     limit = model.rotary_len
     if prompt_tokens < 1 or decode_tokens < 1 or batch_size < 1:
         raise ValueError("--prompt-tokens, --decode-tokens and --batch-size must be at least 1")

@@ -197,7 +197,7 @@ class Engine:
     def __init__(self, model: GPT, tokenizer: Tokenizer, max_context: int | None = None):
         self.model = model
         self.tokenizer = tokenizer
-        self.device = model.lm_head.weight.device
+        self.device = model.device
         self.ids = SpecialIds(tokenizer)
         # Positions a request may use: the model's (rotary_len), or a lower budget (context.py).
         self.context_limit = context_limit(model.rotary_len, max_context)

@@ -135,15 +135,16 @@ def norm(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate the two halves of each head (not interleaved). x: (B, T, H, D); cos/sin: (T, D/2)
-    shared by the batch, or (B, T, D/2) when every row sits at its own position."""
-    d = x.shape[-1] // 2
+    """Rotate the two halves of each head (not interleaved): with x = [x1, x2],
+    [x1*cos + x2*sin, x2*cos - x1*sin]. x: (B, T, heads, D). The tables are full width
+    (GPT._rotary_tables): cos = [c, c], sin = [s, -s], shaped (T, D) shared by the batch or
+    (B, T, D) when every row sits at its own position. Written as x*cos + roll(x)*sin: the same
+    products and sums as nanochat's two-half formula (bit for bit), in three kernels, not ten."""
     if cos.ndim == 2:
         cos, sin = cos[None, :, None, :], sin[None, :, None, :]
     else:
         cos, sin = cos[:, :, None, :], sin[:, :, None, :]
-    x1, x2 = x[..., :d], x[..., d:]
-    return torch.cat([x1 * cos + x2 * sin, x1 * (-sin) + x2 * cos], dim=-1).to(x.dtype)
+    return x * cos + torch.roll(x, x.shape[-1] // 2, -1) * sin
 
 
 # ---------------------------------------------------------------------------------------------
@@ -262,6 +263,17 @@ class RowDecode:
 # Modules (attribute names follow nanochat's state-dict keys exactly)
 
 
+class FusedLinear:
+    """x @ weight.T for a weight owned elsewhere. A plain object, not a module: it adds nothing
+    to the state dict (whose names stay nanochat's)."""
+
+    def __init__(self, weight: torch.Tensor):
+        self.weight = weight
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: ModelConfig, arch: Architecture, layer_idx: int, has_ve_gate: bool):
         super().__init__()
@@ -276,6 +288,16 @@ class CausalSelfAttention(nn.Module):
         self.c_v = nn.Linear(C, config.n_kv_head * D, bias=False)
         self.c_proj = nn.Linear(config.n_head * D, C, bias=False)
         self.ve_gate = nn.Linear(arch.ve_gate_channels, config.n_kv_head, bias=False) if has_ve_gate else None
+        self.qkv = None  # q, k, v in one product once fused (GPT.prepare_inference)
+
+    def fuse_qkv(self) -> None:
+        """Stack c_q, c_k, c_v into one (H + 2Hkv) * D x C matrix. The three modules keep their
+        names (state dict, export) as views into it, so no memory is added."""
+        fused = torch.cat([self.c_q.weight, self.c_k.weight, self.c_v.weight]).detach()
+        rows = [self.c_q.weight.shape[0], self.c_k.weight.shape[0], self.c_v.weight.shape[0]]
+        for module, part in zip((self.c_q, self.c_k, self.c_v), fused.split(rows)):
+            module.weight = nn.Parameter(part, requires_grad=False)
+        self.qkv = FusedLinear(fused)
 
     def forward(
         self,
@@ -287,20 +309,24 @@ class CausalSelfAttention(nn.Module):
         ve: torch.Tensor | None,  # gated: raw table rows (B, T, Hkv*D); prototypes: already scaled
     ) -> torch.Tensor:
         B, T, _ = h.shape
-        q = self.c_q(h).view(B, T, self.n_head, self.head_dim)
-        k = self.c_k(h).view(B, T, self.n_kv_head, self.head_dim)
-        v = self.c_v(h).view(B, T, self.n_kv_head, self.head_dim)
+        H, Hkv, D = self.n_head, self.n_kv_head, self.head_dim
+        if self.qkv is not None:  # one matrix product for q, k, v (GPT.prepare_inference)
+            qkv = self.qkv(h).view(B, T, H + 2 * Hkv, D)
+            qk, v = qkv[:, :, : H + Hkv], qkv[:, :, H + Hkv :]
+        else:  # training: the three modules nanochat's state dict names
+            qk = torch.cat([self.c_q(h).view(B, T, H, D), self.c_k(h).view(B, T, Hkv, D)], dim=2)
+            v = self.c_v(h).view(B, T, Hkv, D)
         if ve is not None:
-            ve = ve.view(B, T, self.n_kv_head, self.head_dim)
+            ve = ve.view(B, T, Hkv, D)
             if self.ve_gate is not None:  # one gate per kv head, read from the attention input
                 gate = self.ve_gate_factor * torch.sigmoid(self.ve_gate(h[..., : self.ve_gate_channels]))
                 ve = gate.unsqueeze(-1) * ve
             v = v + ve
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        q, k = norm(q), norm(k)
+        # Rotary, q/k norm and scale act per head, so q and k go through them together.
+        qk = norm(apply_rotary(qk, cos, sin))
         if self.qk_scale != 1.0:
-            q, k = q * self.qk_scale, k * self.qk_scale
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, T, D)
+            qk = qk * self.qk_scale
+        q, k, v = qk[:, :, :H].transpose(1, 2), qk[:, :, H:].transpose(1, 2), v.transpose(1, 2)
         if cache is None:
             y = _attend(q, k, v, 0, 0, window)
         else:  # the cache stores k, v and knows which keys each query may see
@@ -392,6 +418,7 @@ class GPT(nn.Module):
             self.backout_lambda = nn.Parameter(torch.zeros(1))
         self.backout_layer = n // 2
 
+        self._layer_scalars: list[tuple[float, float]] | None = None  # prepare_inference
         # Rotary tables are not in checkpoints: recompute them, 10x sequence_len like nanochat.
         self.rotary_len = 10 * config.sequence_len
         cos, sin = self._rotary_tables(self.rotary_len)
@@ -407,12 +434,23 @@ class GPT(nn.Module):
         if self.arch.bf16_rotary:
             # Older generations multiplied fp32 activations by bf16-rounded tables (§8).
             cos, sin = cos.bfloat16().float(), sin.bfloat16().float()
-        return cos, sin
+        # Full head width, as apply_rotary wants them: [c, c] and [s, -s].
+        return torch.cat([cos, cos], dim=-1), torch.cat([sin, -sin], dim=-1)
 
     def refresh_rotary(self, dtype: torch.dtype) -> None:
         """Rebuild the tables on the model's device in the compute dtype (after .to())."""
-        cos, sin = self._rotary_tables(self.rotary_len, device=self.lm_head.weight.device)
+        cos, sin = self._rotary_tables(self.rotary_len, device=self.transformer.wte.weight.device)
         self.cos, self.sin = cos.to(dtype), sin.to(dtype)
+
+    def prepare_inference(self) -> None:
+        """Once the weights are final (loaded, in the compute dtype, on their device): one matrix
+        product for q/k/v per layer, and the per-layer scalars read once instead of every step.
+        Same numbers; fewer kernel launches per decode step (docs/benchmarks.md)."""
+        for block in self.transformer.h:
+            if block.attn.qkv is None:
+                block.attn.fuse_qkv()
+        if self.arch.lambdas:
+            self._layer_scalars = list(zip(self.resid_lambdas.tolist(), self.x0_lambdas.tolist()))
 
     # -- pieces of the forward pass --
 
@@ -505,9 +543,11 @@ class GPT(nn.Module):
         x0 = x
         bigram = self._bigram(idx, prev_token) if self.arch.bigram else None
         backout = None
+        scalars = self._layer_scalars
         for i, block in enumerate(self.transformer.h):
             if self.arch.lambdas:
-                x = self.resid_lambdas[i] * x + self.x0_lambdas[i] * x0
+                a, b = scalars[i] if scalars is not None else (self.resid_lambdas[i], self.x0_lambdas[i])
+                x = a * x + b * x0
                 if bigram is not None:
                     x = x + self.bigram_lambdas[i] * bigram
             x = block(x, cos, sin, self.windows[i], cache, self._value_embed(i, idx))
@@ -522,10 +562,18 @@ class GPT(nn.Module):
         cap = self.arch.softcap
         return cap * torch.tanh(logits / cap)
 
+    @property
+    def device(self) -> torch.device:
+        return self.transformer.wte.weight.device
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """Activations' dtype (the token table's: it is never quantized)."""
+        return self.transformer.wte.weight.dtype
+
     def new_cache(self, batch: int, capacity: int) -> KVCache:
-        p = self.lm_head.weight
         return KVCache(self.config.n_layer, batch, self.config.n_kv_head, self.config.head_dim,
-                       capacity, p.dtype, p.device)
+                       capacity, self.compute_dtype, self.device)
 
     # -- training support (the demo model is trained with this same code) --
 

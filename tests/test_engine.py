@@ -24,7 +24,7 @@ class ScriptedModel(torch.nn.Module):
 
     def __init__(self, script: list[int], vocab: int, delay: float = 0.0):
         super().__init__()
-        self.lm_head = torch.nn.Linear(1, 1)
+        self.device = torch.device("cpu")
         self.script, self.vocab, self.delay = script, vocab, delay
         self.fed: list[int] = []
         self.rotary_len = 10_000
