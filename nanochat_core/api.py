@@ -17,6 +17,7 @@ import torch
 
 from .chat import Message, SamplingParams, render_messages, reply_key, validate_messages
 from .context import check_prompt
+from .quantize import QuantizeError, check_quantize, cpu_has_native_bf16, quantize_int8
 from .checkpoints import (
     CheckpointError,
     CheckpointLocation,
@@ -46,8 +47,30 @@ def autodetect_device() -> str:
 
 
 def resolve_device_and_dtype(device: str | None, dtype: str | None) -> tuple[torch.device, torch.dtype]:
-    """bfloat16 on CUDA (nanochat's default there), float32 elsewhere: CPUs and MPS run bf16
-    matrix products slowly or not at all, and the fixtures' reference logits are fp32."""
+    """(device, dtype) as resolve_compute decides them, without its notices."""
+    compute = resolve_compute(device, dtype)
+    return compute.device, compute.dtype
+
+
+class Compute:
+    """Where and how a model computes, and why (notices a front-end shows once at load)."""
+
+    def __init__(self, device: torch.device, dtype: torch.dtype, quantize: str | None, notices: list[str]):
+        self.device, self.dtype, self.quantize, self.notices = device, dtype, quantize, notices
+
+    @property
+    def label(self) -> str:
+        """What ModelInfo.dtype shows (header, /stats): 'float32', 'bfloat16, int8 weights'."""
+        name = str(self.dtype).removeprefix("torch.")
+        return f"{name}, {self.quantize} weights" if self.quantize else name
+
+
+def resolve_compute(device: str | None, dtype: str | None, quantize: str | None = None) -> Compute:
+    """bfloat16 on CUDA (nanochat's default there), float32 elsewhere (the fixtures' reference
+    logits are fp32). `-d bfloat16` on a CPU is honoured where the CPU has native bf16
+    (AVX512-BF16, AMX, Arm BF16: about 2-3x faster decode there, docs/benchmarks.md); on other
+    CPUs bf16 is emulated and slower than float32, so float32 is kept and a notice says why.
+    `quantize="int8"` (CPU only) computes in bfloat16, the dtype its kernel wants."""
     device = device or autodetect_device()
     if device not in ("cuda", "cpu", "mps") and not device.startswith("cuda:"):
         raise CheckpointError(f"unknown device type {device!r}: choose cuda, cpu or mps")
@@ -55,11 +78,25 @@ def resolve_device_and_dtype(device: str | None, dtype: str | None) -> tuple[tor
         raise CheckpointError("--device-type cuda was requested but CUDA is not available here")
     if device == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise CheckpointError("--device-type mps was requested but MPS is not available here")
-    if dtype is None:
-        dtype = "bfloat16" if device.startswith("cuda") else "float32"
-    if dtype not in DTYPES:
+    if dtype is not None and dtype not in DTYPES:
         raise CheckpointError(f"unknown dtype {dtype!r}: choose bfloat16 or float32")
-    return torch.device(device), DTYPES[dtype]
+    torch_device, notices = torch.device(device), []
+    check_quantize(quantize, torch_device)
+    if quantize is not None:
+        if dtype == "float32":
+            raise QuantizeError("--quantize int8 computes in bfloat16 (its kernel is many times slower "
+                                "with float32 activations): leave out --dtype float32")
+        dtype = "bfloat16"
+        if not cpu_has_native_bf16():
+            notices.append("this CPU has no native bfloat16: int8 weights still cut the bytes each token "
+                           "reads by 4x, but the bf16 arithmetic is emulated")
+    elif dtype is None:
+        dtype = "bfloat16" if device.startswith("cuda") else "float32"
+    elif dtype == "bfloat16" and device == "cpu" and not cpu_has_native_bf16():
+        notices.append("-d bfloat16: this CPU has no native bfloat16 (AVX512-BF16, AMX or Arm BF16), "
+                       "where bf16 is emulated and slower; computing in float32")
+        dtype = "float32"
+    return Compute(torch_device, DTYPES[dtype], quantize, notices)
 
 
 class ChatModel:
@@ -223,8 +260,21 @@ class BatchedChatModel:
         self.engine.close()
 
 
-def _load_location(loc: CheckpointLocation, device: torch.device, dtype: torch.dtype,
-                   softcap: float | None, is_demo: bool, progress: Callable[[str], None]) -> ChatModel:
+def ready_model(model, compute: Compute):
+    """Convert a loaded model ONCE to the compute device/dtype (bf16 tables in the file included),
+    fuse what inference can fuse, and quantize if asked. Returns (model, parameter count)."""
+    model = model.to(device=compute.device, dtype=compute.dtype).eval()
+    model.refresh_rotary(compute.dtype)
+    model.requires_grad_(False)
+    model.prepare_inference()
+    params = model.num_params()  # before quantization turns matrices into buffers
+    if compute.quantize == "int8":
+        quantize_int8(model)
+    return model, params
+
+
+def _load_location(loc: CheckpointLocation, compute: Compute, softcap: float | None, is_demo: bool,
+                   progress: Callable[[str], None], max_context: int | None = None) -> ChatModel:
     progress(f"Reading {loc.meta_path}")
     config = read_model_config(loc.meta_path)
     progress(f"Loading tokenizer {loc.tokenizer_path}")
@@ -242,12 +292,8 @@ def _load_location(loc: CheckpointLocation, device: torch.device, dtype: torch.d
     generation = detect_generation(state)
     model = build_model(state, config, generation, softcap, loc.model_path)
     del state
-    progress(f"Detected {generation}; converting to {str(dtype).removeprefix('torch.')} on {device}")
-    # Weights are converted ONCE here to the compute dtype (bf16 tables in the file included).
-    model = model.to(device=device, dtype=dtype).eval()
-    model.refresh_rotary(dtype)
-    model.requires_grad_(False)
-    model.prepare_inference()
+    progress(f"Detected {generation}; converting to {compute.label} on {compute.device}")
+    model, params = ready_model(model, compute)
     info = ModelInfo(
         generation=generation,
         source="demo" if is_demo else loc.source,
@@ -263,11 +309,12 @@ def _load_location(loc: CheckpointLocation, device: torch.device, dtype: torch.d
         sequence_len=config.sequence_len,
         window_pattern=config.window_pattern,
         softcap=model.arch.softcap,
-        params=model.num_params(),
-        device=str(device),
-        dtype=str(dtype).removeprefix("torch."),
+        params=params,
+        device=str(compute.device),
+        dtype=compute.label,
+        quantize=compute.quantize,
     )
-    return ChatModel(model, tokenizer, info)
+    return ChatModel(model, tokenizer, info, notices=compute.notices, max_context=max_context)
 
 
 def load_chat_model(
@@ -280,15 +327,20 @@ def load_chat_model(
     softcap: float | None = None,
     allow_demo: bool = True,
     progress: Callable[[str], None] | None = None,
+    quantize: str | None = None,
+    max_context: int | None = None,
 ) -> ChatModel:
     """Find and load a nanochat checkpoint with nanochat's rules (see README "Your checkpoints").
 
     With nothing found and nothing explicitly requested (no base_dir, tag or step, and
     allow_demo), the bundled demo model is loaded and a notice says so. Any problem raises
-    CheckpointError with a one-line message.
+    CheckpointError (QuantizeError for --quantize) with a one-line message. `quantize="int8"`:
+    int8 weights on CPU (quantize.py); `max_context`: a per-request token budget (context.py).
     """
     say = progress or (lambda _line: None)
-    torch_device, torch_dtype = resolve_device_and_dtype(device, dtype)
+    compute = resolve_compute(device, dtype, quantize)
+    for notice in compute.notices:
+        say(notice)
     explicit = base_dir is not None or model_tag is not None or step is not None
     root = Path(base_dir).expanduser() if base_dir is not None else default_base_dir()
     say(f"Looking for {source} checkpoints in {root}")
@@ -304,7 +356,7 @@ def load_chat_model(
             loc = find_checkpoint(demo, "sft")
         except CheckpointError:
             raise CheckpointError(f"{e}; and the bundled demo model is missing from {demo}") from None
-        m = _load_location(loc, torch_device, torch_dtype, softcap, True, say)
+        m = _load_location(loc, compute, softcap, True, say, max_context)
         m.notices.append(notice)
         return m
-    return _load_location(loc, torch_device, torch_dtype, softcap, False, say)
+    return _load_location(loc, compute, softcap, False, say, max_context)

@@ -137,13 +137,9 @@ def norm(x: torch.Tensor) -> torch.Tensor:
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
     """Rotate the two halves of each head (not interleaved): with x = [x1, x2],
     [x1*cos + x2*sin, x2*cos - x1*sin]. x: (B, T, heads, D). The tables are full width
-    (GPT._rotary_tables): cos = [c, c], sin = [s, -s], shaped (T, D) shared by the batch or
-    (B, T, D) when every row sits at its own position. Written as x*cos + roll(x)*sin: the same
-    products and sums as nanochat's two-half formula (bit for bit), in three kernels, not ten."""
-    if cos.ndim == 2:
-        cos, sin = cos[None, :, None, :], sin[None, :, None, :]
-    else:
-        cos, sin = cos[:, :, None, :], sin[:, :, None, :]
+    (GPT._rotary_tables: [c, c] and [s, -s]) and already broadcast to x: (1, T, 1, D) shared by
+    the batch, or (B, T, 1, D) when every row sits at its own position. Written as
+    x*cos + roll(x)*sin: nanochat's products and sums, bit for bit, in four kernels, not ten."""
     return x * cos + torch.roll(x, x.shape[-1] // 2, -1) * sin
 
 
@@ -163,9 +159,14 @@ class KVCache:
         # Zeros, not empty: batched decode reads (masked) slots that were never written, and
         # a masked weight of 0 times uninitialised NaN memory would still be NaN.
         shape = (n_layer, batch, n_kv_head, capacity, head_dim)
-        self.k = torch.zeros(shape, dtype=dtype, device=device)
-        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self._set(torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device))
         self.pos = 0
+
+    def _set(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        self.k, self.v = k, v
+        # Per-layer views, made once: a decode step then slices a view instead of indexing
+        # the 5-d tensor again in every layer (each index is several kernel dispatches).
+        self.k_layers, self.v_layers = k.unbind(0), v.unbind(0)
 
     @property
     def capacity(self) -> int:
@@ -194,18 +195,22 @@ class KVCache:
         if (capacity, batch) == (self.capacity, b):
             return
         keep, rows = min(keep, capacity, self.capacity), min(b, batch)
+        blocks = []
         for name in ("k", "v"):
             old = getattr(self, name)
             new = torch.zeros((n, batch, h, capacity, d), dtype=old.dtype, device=old.device)
             new[:, :rows, :, :keep] = old[:, :rows, :, :keep]
-            setattr(self, name, new)  # k's old block is freed before v's new one is allocated
+            blocks.append(new)
+            setattr(self, name, None)  # k's old block is freed before v's new one is allocated
             del old
+        self._set(*blocks)
         self.pos = min(self.pos, capacity)
 
     def row(self, index: int) -> "KVCache":
         """A batch-1 view of one row (writes go to this cache); its pos starts at 0."""
         view = KVCache.__new__(KVCache)
-        view.k, view.v, view.pos = self.k[:, index : index + 1], self.v[:, index : index + 1], 0
+        view._set(self.k[:, index : index + 1], self.v[:, index : index + 1])
+        view.pos = 0
         return view
 
     def start(self) -> int:
@@ -216,11 +221,12 @@ class KVCache:
         """Store this chunk's keys/values at pos.. and attend over what its queries can see.
         q: (B, H, T, D); k, v: (B, Hkv, T, D)."""
         start, T = self.pos, q.shape[2]
-        self.k[layer, :, :, start : start + T] = k
-        self.v[layer, :, :, start : start + T] = v
+        keys, values = self.k_layers[layer], self.v_layers[layer]
+        keys.narrow(2, start, T).copy_(k)
+        values.narrow(2, start, T).copy_(v)
         first = 0 if window is None else max(0, start - window)  # the window reaches back this far
-        return _attend(q, self.k[layer, :, :, first : start + T], self.v[layer, :, :, first : start + T],
-                       start, first, window)
+        span = start + T - first
+        return _attend(q, keys.narrow(2, first, span), values.narrow(2, first, span), start, first, window)
 
     def advance(self, n: int) -> None:
         self.pos += n
@@ -419,6 +425,7 @@ class GPT(nn.Module):
         self.backout_layer = n // 2
 
         self._layer_scalars: list[tuple[float, float]] | None = None  # prepare_inference
+        self.quantized: str | None = None  # "int8" after quantize.quantize_int8
         # Rotary tables are not in checkpoints: recompute them, 10x sequence_len like nanochat.
         self.rotary_len = 10 * config.sequence_len
         cos, sin = self._rotary_tables(self.rotary_len)
@@ -517,7 +524,7 @@ class GPT(nn.Module):
             raise ValueError("continuing a cache needs the previous token")
         if start == 0:
             prev_token = None
-        cos, sin = self.cos[start : start + T], self.sin[start : start + T]
+        cos, sin = self.cos[None, start : start + T, None], self.sin[None, start : start + T, None]
         x = self._trunk(idx, prev_token, cos, sin, cache)
         if cache is not None:
             cache.advance(T)
@@ -533,7 +540,7 @@ class GPT(nn.Module):
         guarantees positions < cache.capacity <= rotary_len."""
         if not static and int(positions.max()) >= self.rotary_len:
             raise ValueError(f"context exceeds this model's limit of {self.rotary_len}")
-        cos, sin = self.cos[positions][:, None, :], self.sin[positions][:, None, :]
+        cos, sin = self.cos[positions][:, None, None], self.sin[positions][:, None, None]
         x = self._trunk(tokens[:, None], prev_tokens, cos, sin, RowDecode(cache, positions, static))
         return self._logits(x[:, -1])
 
