@@ -267,7 +267,7 @@ def ready_model(model, compute: Compute):
     model.refresh_rotary(compute.dtype)
     model.requires_grad_(False)
     model.prepare_inference()
-    params = model.num_params()  # before quantization turns matrices into buffers
+    params = model.param_count = model.num_params()  # before quantization turns matrices into buffers
     if compute.quantize == "int8":
         quantize_int8(model)
     return model, params

@@ -68,6 +68,9 @@ def _add_model_flags(p: argparse.ArgumentParser, dtype_default_help: str) -> Non
     g.add_argument("--softcap", type=float, default=None,
                    help="logit softcap override: 20 for checkpoints from nanochat's 2026-03-02..09 "
                         "week (gen3-softcap20), which files cannot tell apart from gen3 (15)")
+    g.add_argument("--quantize", choices=["int8"], default=None,
+                   help="int8 weights on CPU (per-channel, bf16 activations): about a quarter of the "
+                        "bytes per token, so faster decode, at a small quality cost (docs/benchmarks.md)")
 
 
 def _add_sampling_flags(p: argparse.ArgumentParser, t: float, k: int, m: int) -> None:
@@ -91,8 +94,8 @@ def _add_remote_flags(p: argparse.ArgumentParser, key_flag: str) -> None:
                    help="which of the server's models to use (default: the first it lists)")
 
 
-DTYPE_HELP = ("compute dtype (default: bfloat16 on CUDA as nanochat does; float32 on CPU/MPS, "
-              "where bf16 math is slow or unsupported and nanochat's reference logits are fp32)")
+DTYPE_HELP = ("compute dtype (default: bfloat16 on CUDA as nanochat does; float32 on CPU/MPS, where "
+              "nanochat's reference logits are fp32; -d bfloat16 on a CPU with native bf16 is faster)")
 
 
 def build_chat_parser() -> argparse.ArgumentParser:
@@ -175,6 +178,9 @@ def build_bench_parser() -> argparse.ArgumentParser:
                         "nanochat's chat_web.py), e.g. http://gpu-box:8000; nothing is loaded here")
     g.add_argument("--api-key", default=None, metavar="KEY",
                    help="with --url: the key of a server started with --api-key")
+    p.add_argument("--nanochat", default=None, metavar="PATH",
+                   help="also run nanochat's own Engine from this checkout (default: $NANOCHAT_SRC) on "
+                        "the same weights, alternating runs, and report the ratios")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     _add_model_flags(p, DTYPE_HELP)
     return p
@@ -186,7 +192,7 @@ class UsageError(Exception):
 
 LOCAL_FLAGS = {"source": "-i/--source", "model_tag": "-g/--model-tag", "step": "-s/--step",
                "model_dir": "--model-dir", "device_type": "--device-type", "dtype": "-d/--dtype",
-               "softcap": "--softcap"}
+               "softcap": "--softcap", "quantize": "--quantize"}
 
 
 def _selection(args: argparse.Namespace) -> ModelSelection:
@@ -211,7 +217,7 @@ def _selection(args: argparse.Namespace) -> ModelSelection:
     return ModelSelection(
         base_dir=args.model_dir, source=args.source or "sft", model_tag=args.model_tag,
         step=args.step, device_type=args.device_type, dtype=args.dtype, softcap=args.softcap,
-        explicit=explicit,
+        quantize=args.quantize, explicit=explicit,
     )
 
 
