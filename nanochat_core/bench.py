@@ -190,7 +190,7 @@ def run_benchmark(model: GPT, prompt_tokens: int, decode_tokens: int, batch_size
     result["decode_bytes_per_s"] = round(wbytes / step_s)
     result["memory_bandwidth_bytes_per_s"] = round(measured)
     result["bandwidth_fraction"] = round(wbytes / step_s / measured, 4)
-    result["kv_cache_mb"] = round(kv_bytes / 2**20, 1)
+    result["kv_cache_bytes"] = kv_bytes
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         peak = next((bw for key, bw in PEAK_BANDWIDTH.items() if key in name), None)

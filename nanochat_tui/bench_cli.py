@@ -55,7 +55,7 @@ def run_bench(args: argparse.Namespace, selection: ModelSelection) -> int:
         say(f"  without reuse  {mt['no_reuse_ttft_last_turn_ms']:.1f} ms at turn {mt['turns']} ({mt['no_reuse_last_vs_first']}x)")
     say(f"memory traffic   {result['decode_bytes_per_s'] / 1e9:.1f} GB/s of weights read while decoding, "
         f"{result['bandwidth_fraction']:.0%} of this machine's {result['memory_bandwidth_bytes_per_s'] / 1e9:.1f} GB/s (copy test)")
-    say(f"peak memory      {result['peak_memory_mb']:.0f} MB (KV cache {result['kv_cache_mb']:.1f} MB)")
+    say(f"peak memory      {result['peak_memory_mb']:.0f} MB (KV cache {result['kv_cache_bytes'] / 2**20:.1f} MB)")
     side = result.get("nanochat")
     if side and side["run"]:
         say(f"nanochat Engine  first token {side['nanochat']['ttft_ms']:.1f} ms, decode {side['nanochat']['decode_tok_s']:.1f} tok/s "

@@ -34,7 +34,7 @@ def test_bench_reports_bandwidth_memory_and_no_ratios_without_nanochat(capsys, m
     assert r["memory_bandwidth_bytes_per_s"] > 0
     assert r["bandwidth_fraction"] == pytest.approx(r["decode_bytes_per_s"] / r["memory_bandwidth_bytes_per_s"], abs=1e-4)
     assert r["decode_bytes_per_s"] == pytest.approx(r["weight_bytes"] / (r["step_ms"] / 1000), rel=0.01)
-    assert r["kv_cache_mb"] > 0 and r["peak_memory_mb"] > 0 and r["quantize"] is None
+    assert r["kv_cache_bytes"] > 0 and r["peak_memory_mb"] > 0 and r["quantize"] is None
     assert r["nanochat"] == {"run": False, "note": "nanochat's Engine not run: no checkout given "
                                                    "(--nanochat PATH or $NANOCHAT_SRC), so no ratios"}
     assert "no ratios" in text and "of this machine's" in text
