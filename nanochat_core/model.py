@@ -151,7 +151,7 @@ class KVCache:
     """Preallocated keys/values for all layers: (n_layer, B, Hkv, capacity, D) each.
 
     `pos` is how many positions are filled. The engine may lower `pos` to reuse a common prefix
-    (later positions are simply overwritten) and grows the capacity when a request needs more.
+    (later positions are simply overwritten) and resizes the capacity to what requests need.
     """
 
     def __init__(self, n_layer: int, batch: int, n_kv_head: int, head_dim: int, capacity: int,
@@ -180,11 +180,6 @@ class KVCache:
     def nbytes(self) -> int:
         """Bytes the keys and values occupy (what the memory tests and `bench` report)."""
         return self.k.nbytes + self.v.nbytes
-
-    def grow(self, capacity: int, keep: int | None = None) -> None:
-        """Reallocate to hold `capacity` positions, keeping the first `keep` (default pos)."""
-        if capacity > self.capacity:
-            self.resize(capacity, self.pos if keep is None else keep)
 
     def resize(self, capacity: int, keep: int, batch: int | None = None) -> None:
         """Reallocate to `capacity` positions and `batch` rows (default: as now), bigger or
