@@ -88,32 +88,17 @@ def nanochat_engine(ns: SimpleNamespace, state: dict, config):
     return ns.Engine(model, _Tokenizer())
 
 
-def time_nanochat(engine, prompt: list[int], decode_tokens: int) -> tuple[float, float, list[int]]:
-    """(first token seconds, seconds for `decode_tokens` decode steps, the tokens) of one greedy
-    generation."""
-    stream = engine.generate(list(prompt), num_samples=1, max_tokens=decode_tokens + 1, temperature=0.0)
-    t0 = time.perf_counter()
-    tokens = [next(stream)[0][0]]
-    t1 = time.perf_counter()
-    for _ in range(decode_tokens):
-        tokens.append(next(stream)[0][0])
-    t2 = time.perf_counter()
-    stream.close()
-    return t1 - t0, t2 - t1, tokens
+def nanochat_stream(engine, prompt: list[int], tokens: int):
+    """nanochat's greedy generation, one token per next() (the first includes the prefill)."""
+    for column, _masks in engine.generate(list(prompt), num_samples=1, max_tokens=tokens, temperature=0.0):
+        yield column[0]
 
 
-def time_ours(engine, prompt: list[int], decode_tokens: int) -> tuple[float, float, list[int]]:
+def our_stream(engine, prompt: list[int], tokens: int):
     """The same for our Engine: cold cache (no reuse between runs), stops and tools disabled."""
     engine.reset_cache()
-    stream = engine.generate(list(prompt), temperature=0.0, max_tokens=decode_tokens + 1)
-    t0 = time.perf_counter()
-    tokens = [next(stream).token]
-    t1 = time.perf_counter()
-    for _ in range(decode_tokens):
-        tokens.append(next(stream).token)
-    t2 = time.perf_counter()
-    stream.close()
-    return t1 - t0, t2 - t1, tokens
+    for step in engine.generate(list(prompt), temperature=0.0, max_tokens=tokens):
+        yield step.token
 
 
 def disable_stops(engine) -> None:
@@ -126,29 +111,43 @@ def disable_stops(engine) -> None:
 
 @torch.inference_mode()
 def side_by_side(ours, theirs, prompt: list[int], decode_tokens: int, repeats: int) -> dict:
-    """Alternate runs of both engines (ours first, then nanochat's, `repeats` times each after
-    one warm-up of each); medians and ratios (>1: ours is faster)."""
+    """Both engines generate the same greedy continuation, step by step in alternation (the
+    first token, i.e. the prefill, then each decode step: ours, nanochat's, ours, ... with the
+    order swapped every repeat), so both see the same machine at the same moments. Medians of
+    the first-token times and of the per-step times; ratios > 1 mean ours is faster."""
     import statistics
 
-    time_ours(ours, prompt[:16], 2)
-    time_nanochat(theirs, prompt[:16], 2)
-    runs: dict[str, list[tuple]] = {"ours": [], "nanochat": []}
-    for _ in range(max(1, repeats)):
-        runs["ours"].append(time_ours(ours, prompt, decode_tokens))
-        runs["nanochat"].append(time_nanochat(theirs, prompt, decode_tokens))
-    out = {}
+    repeats = max(1, repeats)
+    for stream in (our_stream(ours, prompt[:16], 3), nanochat_stream(theirs, prompt[:16], 3)):
+        list(stream)  # warm-up of each
+    first: dict[str, list[float]] = {"ours": [], "nanochat": []}
+    steps: dict[str, list[float]] = {"ours": [], "nanochat": []}
+    tokens: dict[str, list[int]] = {"ours": [], "nanochat": []}
+    for r in range(repeats):
+        streams = {"ours": our_stream(ours, prompt, decode_tokens + 1),
+                   "nanochat": nanochat_stream(theirs, prompt, decode_tokens + 1)}
+        order = ["ours", "nanochat"] if r % 2 == 0 else ["nanochat", "ours"]
+        for i in range(decode_tokens + 1):
+            for name in order:
+                t0 = time.perf_counter()
+                token = next(streams[name])
+                (first if i == 0 else steps)[name].append(time.perf_counter() - t0)
+                if r == 0:
+                    tokens[name].append(token)
+        for stream in streams.values():
+            stream.close()
+    out: dict = {}
+    for name in ("ours", "nanochat"):
+        out[name] = {"ttft_ms": round(statistics.median(first[name]) * 1000, 2),
+                     "decode_tok_s": round(1 / statistics.median(steps[name]), 2),
+                     "runs_ttft_ms": [round(t * 1000, 1) for t in first[name]],
+                     "decode_step_ms_min": round(min(steps[name]) * 1000, 3)}
     # Same weights, same greedy tokens (float32 both; in bf16/int8 ours drifts, as measured in
     # docs/benchmarks.md): a check that the two really ran the same model.
-    want, got = runs["nanochat"][0][2], runs["ours"][0][2]
+    want, got = tokens["nanochat"], tokens["ours"]
     out["same_tokens_before_divergence"] = next((i for i, (a, b) in enumerate(zip(want, got)) if a != b), len(want))
-    for name, rows in runs.items():
-        ttft = statistics.median(r[0] for r in rows)
-        decode = statistics.median(r[1] for r in rows)
-        out[name] = {"ttft_ms": round(ttft * 1000, 2), "decode_tok_s": round(decode_tokens / decode, 2),
-                     "runs_ttft_ms": [round(r[0] * 1000, 1) for r in rows],
-                     "runs_decode_tok_s": [round(decode_tokens / r[1], 2) for r in rows]}
     out["tokens"] = decode_tokens + 1
     out["decode_ratio"] = round(out["ours"]["decode_tok_s"] / out["nanochat"]["decode_tok_s"], 3)
     out["ttft_ratio"] = round(out["nanochat"]["ttft_ms"] / out["ours"]["ttft_ms"], 3)
-    out["repeats"] = max(1, repeats)
+    out["repeats"] = repeats
     return out

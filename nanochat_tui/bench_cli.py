@@ -61,7 +61,7 @@ def run_bench(args: argparse.Namespace, selection: ModelSelection) -> int:
         say(f"nanochat Engine  first token {side['nanochat']['ttft_ms']:.1f} ms, decode {side['nanochat']['decode_tok_s']:.1f} tok/s "
             f"(fp32); ours {side['ours']['ttft_ms']:.1f} ms, {side['ours']['decode_tok_s']:.1f} tok/s")
         say(f"  ratios         decode {side['decode_ratio']}x, first token {side['ttft_ratio']}x "
-            f"(medians of {side['repeats']} alternating runs each; >1: ours faster)")
+            f"(medians; {side['repeats']} runs, steps alternating; >1: ours faster)")
     elif side:
         say(f"nanochat Engine  {side['note']}")
     print(json.dumps(result))

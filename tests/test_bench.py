@@ -64,4 +64,4 @@ def test_bench_side_by_side_with_nanochats_engine(capsys):
     assert side["run"] and side["repeats"] == 3
     assert side["same_tokens_before_divergence"] == side["tokens"] == 5  # the same model, float32
     assert side["decode_ratio"] > 0 and side["ttft_ratio"] > 0
-    assert len(side["nanochat"]["runs_decode_tok_s"]) == len(side["ours"]["runs_decode_tok_s"]) == 3
+    assert len(side["nanochat"]["runs_ttft_ms"]) == len(side["ours"]["runs_ttft_ms"]) == 3
