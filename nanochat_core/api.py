@@ -17,7 +17,7 @@ import torch
 
 from .chat import Message, SamplingParams, render_messages, reply_key, validate_messages
 from .context import check_prompt
-from .quantize import QuantizeError, check_quantize, cpu_has_native_bf16, quantize_int8
+from .quantize import QuantizeError, can_pack_bf16, check_quantize, cpu_has_native_bf16, pack_bf16, quantize_int8
 from .checkpoints import (
     CheckpointError,
     CheckpointLocation,
@@ -270,6 +270,8 @@ def ready_model(model, compute: Compute):
     params = model.param_count = model.num_params()  # before quantization turns matrices into buffers
     if compute.quantize == "int8":
         quantize_int8(model)
+    elif compute.device.type == "cpu" and compute.dtype == torch.bfloat16 and can_pack_bf16():
+        pack_bf16(model)  # bf16 on CPU is only fast with the weights packed once (quantize.py)
     return model, params
 
 

@@ -58,6 +58,11 @@ def weight_bytes_per_step(model: GPT) -> int:
         if name.startswith(("transformer.wte", "value_embed", "bigram_embed")) or name in ("cos", "sin"):
             continue
         total += t.numel() * t.element_size()
+    from .quantize import PackedBF16Linear
+
+    for module in model.modules():  # packed bf16 matrices are held outside parameters/buffers
+        if isinstance(module, PackedBF16Linear):
+            total += module.in_features * module.out_features * 2
     return total
 
 

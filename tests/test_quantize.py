@@ -86,3 +86,26 @@ def test_bf16_on_cpu_only_where_the_cpu_has_it(monkeypatch):
     c = resolve_compute("cpu", "bfloat16")
     assert c.dtype == torch.bfloat16 and c.notices == []
     assert resolve_compute("cpu", None).dtype == torch.float32  # never bf16 unless asked on CPU
+
+
+def test_bf16_on_cpu_packs_the_matrices_once_with_the_same_results(monkeypatch):
+    """-d bfloat16 on a CPU with native bf16 multiplies by weights packed once for oneDNN (torch's
+    plain bf16 F.linear repacks them every call and is no faster than float32 there)."""
+    from nanochat_core.quantize import PackedBF16Linear, can_pack_bf16
+
+    if not can_pack_bf16():
+        pytest.skip("this torch has no oneDNN packed linear")
+    monkeypatch.setattr(api, "cpu_has_native_bf16", lambda: True)
+    m = load_chat_model(base_dir=GEN5, device="cpu", dtype="bfloat16")
+    assert isinstance(m.model.transformer.h[0].mlp.c_fc, PackedBF16Linear)
+    assert isinstance(m.model.lm_head, PackedBF16Linear)
+    g = torch.Generator().manual_seed(0)
+    w = torch.randn(24, 40, generator=g).bfloat16()
+    x = torch.randn(2, 5, 40, generator=g).bfloat16()
+    assert torch.equal(PackedBF16Linear(w)(x), torch.nn.functional.linear(x, w))
+    ids = m.render([{"role": "user", "content": "Tell me about caches."}])
+    seq, want = list(ids), []
+    for _ in range(8):
+        want.append(int(m.logits(seq)[-1].argmax()))
+        seq.append(want[-1])
+    assert greedy_continuation(m.model, ids, 8) == want
