@@ -28,6 +28,7 @@ class ModelSelection:
     device_type: str | None = None  # cuda | cpu | mps; None = autodetect
     dtype: str | None = None  # bfloat16 | float32; None = bfloat16 on CUDA, float32 elsewhere
     softcap: float | None = None  # override for the gen3 / gen3-softcap20 ambiguity
+    quantize: str | None = None  # --quantize int8: int8 weights on CPU (nanochat_core/quantize.py)
     explicit: bool = False  # the user named a source/tag/step/dir: never fall back to the demo model
     hf: str | None = None  # --hf OWNER/REPO[@REVISION]: a checkpoint on the Hugging Face Hub
     # Client mode: an OpenAI-compatible server (vLLM, SGLang, another nanochat-tui --web ...)
@@ -63,6 +64,7 @@ class ModelSelection:
             progress=progress,
             hf=self.hf,
             download_progress=download_progress,
+            quantize=self.quantize,
         )
 
     def as_stats(self) -> dict:
@@ -77,6 +79,7 @@ class ModelSelection:
             "device_type": self.device_type or "auto",
             "dtype": self.dtype or "auto",
             "softcap": self.softcap,
+            **({"quantize": self.quantize} if self.quantize else {}),
         }
 
 
