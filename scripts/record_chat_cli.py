@@ -373,9 +373,19 @@ def record(args) -> None:
         }
         if old is not None and _histories(old) != _histories(doc):
             print(f"!! {gen}: histories differ from the committed recording", flush=True)
-        out_path.write_text(json.dumps(doc, indent=1, ensure_ascii=True) + "\n")
+        out_path.write_text(dump(doc))
     if not args.work_dir:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def dump(doc: dict) -> str:
+    """Indented JSON with every list of token ids on one line (readable, reviewable diffs)."""
+    import re
+
+    text = json.dumps(doc, indent=1, ensure_ascii=True)
+    # only lists json.dumps spread over lines: a JSON string never holds a raw newline
+    return re.sub(r"\[\n\s*(-?\d+(?:,\n\s*-?\d+)*)\n\s*\]",
+                  lambda m: "[" + ",".join(x.strip() for x in m.group(1).split(",")) + "]", text) + "\n"
 
 
 def first_difference(engine: dict, canonical: dict) -> dict:
