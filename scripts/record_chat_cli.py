@@ -28,13 +28,20 @@ things the child changes around it:
 
 Usage:
     python scripts/record_chat_cli.py record --nanochat-repo /path/to/nanochat [--gen GEN ...]
-        [--plan plan.json]
+        [--plan plan.json] [--canonical auto|always|never]
 Without --plan, the typed lines and flags are read back from the existing recordings, so a rerun
-checks that nanochat still gives the same histories (it prints any difference).
+checks that nanochat still gives the same histories (it prints `!!` on any difference). A plan is
+JSON {gen: [{name, temperature, top_k, lines, shows[, canonical_run]}]}. The canonical run costs a
+full forward per token (minutes per conversation on a busy 2-core machine); `auto` runs it only at
+the commits whose Engine has a known CPU bug, and a conversation's `canonical_run` overrides.
 
     python scripts/record_chat_cli.py search --gen GEN [--temperature T --top-k K] ...
 uses OUR engine (nanochat_core) to find typed lines whose replies show a wanted case (a reply
-ending in <|bos|>, an empty reply, a python block...); confirm them with `record`.
+ending in <|bos|>, an empty reply, a python block...) and prints a plan entry; confirm with `record`.
+Example (the recipe of every `defaults` conversation):
+    search --gen gen5-smear-backout --name defaults 'empty@  |  ' 'ends_bos@|\t' 'blank:   ' \
+        'max_tokens@\t|' clear 'python_unclosed@ |' 'any@|  '
+
 """
 
 from __future__ import annotations
@@ -170,7 +177,7 @@ def _child(job_path: str) -> None:
     try:
         with contextlib.redirect_stdout(printed):
             runpy.run_path(os.path.join(src, "scripts", "chat_cli.py"), run_name="__main__")
-    except Exception as e:
+    except Exception as e:  # noqa: BLE001 - chat_cli died: that is a result to record
         error = f"{type(e).__name__}: {e}"
     result = {
         "snapshots": snapshots,
@@ -212,7 +219,7 @@ def run_conversation(src: Path, gen: str, mode: str, conv: dict, work: Path) -> 
                PYTHONHASHSEED="0")
     env.pop("PYTHONPATH", None)  # nanochat's own package only; never this repository's code
     proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "_child", str(job_path)],
-                          env=env, capture_output=True, text=True)
+                          env=env, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"chat_cli child failed for {gen} ({mode}):\n{proc.stderr[-3000:]}")
     return json.loads(Path(job["result"]).read_text())

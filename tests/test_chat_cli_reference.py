@@ -24,7 +24,7 @@ from conftest import GENERATIONS, expected
 
 RECORDINGS = Path(__file__).parent / "fixtures" / "chat_cli"
 MAX_NEW_TOKENS = 256
-CASES = ("empty", "ends_bos", "ends_assistant_end", "max_tokens", "python_block", "python_unclosed",
+CASES = ("empty", "ends_bos", "max_tokens", "python_block", "python_unclosed",
          "whitespace_stripped", "skipped_line", "clear", "three_turns")
 GEN_WITH_EVERY_CASE = "gen5-smear-backout"
 MIN_GENERATIONS_PER_CASE = 3
