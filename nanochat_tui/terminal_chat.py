@@ -69,8 +69,9 @@ class LoadProgress:
             self.line = ""
 
 
-def load_model(selection: ModelSelection, err: TextIO = sys.stderr) -> Any:
+def load_model(selection: ModelSelection, err: TextIO | None = None) -> Any:
     """Load with progress on stderr, then the demo-fallback notice and what was detected."""
+    err = err or sys.stderr  # looked up now: sys.stderr may have been replaced since import
     progress = LoadProgress(err)
     try:
         model = selection.load(progress=progress)
@@ -83,13 +84,14 @@ def load_model(selection: ModelSelection, err: TextIO = sys.stderr) -> Any:
 
 
 def stream_reply(model: Any, conversation: Conversation, sampling: SamplingParams,
-                 out: TextIO = sys.stdout, err: TextIO = sys.stderr,
+                 out: TextIO | None = None, err: TextIO | None = None,
                  on_text: Callable[[str], None] | None = None) -> ReplyRecorder:
     """Stream the reply to the conversation's last message to `out`, recording it in the
     conversation (saved as it grows when a store is attached). Tool calls go to `err` (stdout
     stays the reply only). Ctrl+C stops decoding within one step; the partial reply is kept,
     marked stopped. An engine error is recorded (marked failed) and returned, not printed:
     the caller decides how to say it."""
+    out, err = out or sys.stdout, err or sys.stderr
     cancel = threading.Event()
     recorder = ReplyRecorder.start(conversation, model, seed=sampling.seed)
     with ctrl_c_sets(cancel):

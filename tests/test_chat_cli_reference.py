@@ -34,16 +34,7 @@ ENGINE_BUGGY = ("gen3-engram", "gen3-proto-lowrank-ve", "gen3-proto-perlayer-ve"
 # (generation, conversation) -> why our engine cannot give the recorded history. Empty when
 # everything reproduces; a divergence found later belongs here with its first differing position
 # and logits margin, never silently dropped.
-KNOWN_DIVERGENCES: dict[tuple[str, str], str] = {
-    ("gen5-smear-backout", "context_limit"): (
-        "at the context limit our engine stops one token earlier than nanochat: with a 2463-token "
-        "prompt chat_cli's Engine yields 98 tokens (the 98th sampled from the logits of position "
-        "2559, the last row of the 2560-position rotary table) and only then dies feeding it back "
-        "(RuntimeError, chat_cli exits, history lost); our Engine.generate caps the reply at "
-        "2560 - 2463 = 97 tokens (its first 97 equal chat_cli's). Nanochat can go one token further "
-        "because the last token is never fed back."
-    ),
-}
+KNOWN_DIVERGENCES: dict[tuple[str, str], str] = {}
 
 
 def recording(gen: str) -> dict:
