@@ -127,6 +127,9 @@ def build_web_parser() -> argparse.ArgumentParser:
                    help="also answer requests that name the server NAME (repeatable; .example.com: it "
                         "and its subdomains; *: any). Always answered: localhost, IP addresses, "
                         "--host, this machine's name; others are refused (DNS rebinding)")
+    p.add_argument("--max-context", type=int, default=None, metavar="N",
+                   help="tokens one conversation may take, prompt and reply (default: the model's "
+                        "sequence_len; 0 = all of the model's positions); longer ones get a 400")
     p.add_argument("--batch-size", type=int, default=8, metavar="B",
                    help="streams each worker runs at once, sharing decode steps (continuous batching); "
                         "with --server, requests sent to the server at once (default: 8)")
@@ -235,13 +238,17 @@ def _run_web(args: argparse.Namespace) -> int:
         raise UsageError("--queue-size must be 0 or more")
     if not (1 <= args.batch_size <= 256):
         raise UsageError("--batch-size must be between 1 and 256")
+    if args.max_context is not None and args.max_context < 0:
+        raise UsageError("--max-context must be 0 (no budget) or a number of tokens")
+    if args.max_context is not None and args.server is not None:
+        raise UsageError("--max-context is for local models; with --server the server sets its own limit")
     if args.server is not None and args.num_gpus != 1:
         raise UsageError("--num-gpus is for local models; with --server the server runs the GPUs")
     config = WebConfig(
         model=selection_from(args, key_flag="--server-api-key"), sampling=sampling_from(args, args.seed),
         system=args.system, host=args.host, port=args.port, num_gpus=args.num_gpus,
         queue_size=args.queue_size, log_conversations=args.log_conversations,
-        cors_origin=args.cors_origin, api_key=_web_api_key(args.api_key), max_batch=args.batch_size,
+        cors_origin=args.cors_origin, api_key=_web_api_key(args.api_key), max_batch=args.batch_size, max_context=args.max_context,
         debug=args.debug, allowed_hosts=tuple(args.allowed_host),
     )
     from .web import run_web

@@ -127,6 +127,9 @@ class WebConfig:
     cors_origin: str | None = None
     api_key: str | None = None  # clients of THIS server must send it (not the --server's key)
     max_batch: int = 8  # streams per worker: shared decode steps locally, parallel requests with --server
+    # Tokens one conversation may take (prompt + reply): None = the model's sequence_len (what it
+    # was trained on), 0 = the model's full positions (10x that). Over it: 400 before any work.
+    max_context: int | None = None
     debug: bool = False
     # Host names the server answers to besides localhost, IP addresses, the bind address and this
     # machine's names (--allowed-host; ".example.com" = it and its subdomains; "*" = any).
