@@ -1,7 +1,10 @@
 """A fake chat backend with the real ChatModel's interface (`.info`, `.notices`,
-`.chat(messages, sampling, cancel) -> Iterator[Event]`), for front-end tests.
+`.chat(request, sampling, cancel) -> Iterator[Event]` where `request` is a Conversation or
+role/content messages), for front-end tests.
 
-It validates with the real rulebook first (as ChatModel.chat does), then streams scripted events.
+It validates with the real rulebook first (as ChatModel.chat does: `Conversation.validate()`, or
+the rulebook on messages), then streams scripted events. `calls` records what each request held
+as messages (system first; failed exchanges left out, as the model sees them).
 Knobs make the behaviours front-ends must handle observable: slow tokens (so Esc can stop a reply
 mid-way), tool calls, engine errors, a deterministic `GenerationStats` (for snapshots).
 
@@ -20,6 +23,7 @@ import time
 from typing import Any, Callable, Iterator, Sequence
 
 from nanochat_core.chat import Message, SamplingParams, validate_messages
+from nanochat_core.conversation import Conversation
 from nanochat_core.events import Done, ErrorEvent, Event, GenerationStats, TextDelta, ToolCall, ToolResult
 from nanochat_core.model_info import ModelInfo
 
@@ -78,9 +82,13 @@ class FakeBackend:
         self.max_concurrent = 0
         self._lock = threading.Lock()
 
-    def chat(self, messages: Sequence[Any], sampling: SamplingParams | None = None,
+    def chat(self, request: Conversation | Sequence[Any], sampling: SamplingParams | None = None,
              cancel: threading.Event | None = None) -> Iterator[Event]:
-        clean = validate_messages(messages)  # raises ValidationError, like ChatModel.chat
+        if isinstance(request, Conversation):
+            request.validate()  # raises ValidationError, like ChatModel.chat
+            clean = request.request_messages()
+        else:
+            clean = validate_messages(request)
         sampling = sampling or SamplingParams()
         self.calls.append((clean, sampling))
         return self._stream(clean, sampling, cancel)

@@ -20,6 +20,23 @@ class ChatLog(VerticalScroll, can_focus=False):
     def on_mount(self) -> None:
         self.anchor()
 
+    def _scroll_to(self, x: float | None = None, y: float | None = None, *, release_anchor: bool = True,
+                   **kwargs) -> bool:
+        """At the bottom means following. Textual re-anchors only when the position equals the
+        bottom, which a growing reply moves away from while a PageDown (or a wheel turn, or a
+        drag) is still animating there; so a user scroll that aims at the bottom re-anchors at
+        once. (Overrides Widget._scroll_to, the one place every user scroll goes through.)"""
+        aims_at_end = release_anchor and y is not None and y >= self.max_scroll_y
+        moved = super()._scroll_to(x, y, release_anchor=release_anchor, **kwargs)
+        if aims_at_end and self.is_anchored:
+            self.follow()
+        return moved
+
+    @property
+    def following(self) -> bool:
+        """True while new content scrolls into view (the user has not scrolled up)."""
+        return self.is_anchored and not self._anchor_released
+
     async def add(self, *widgets: Widget) -> None:
         await self.mount_all(widgets)
         await self.fold_old()
@@ -38,7 +55,7 @@ class ChatLog(VerticalScroll, can_focus=False):
             limit = min(batch, users[-1] if users else batch)
             old = []
             for w in live[:limit]:
-                if isinstance(w, AssistantMessage) and not w.finished:
+                if (isinstance(w, AssistantMessage) and not w.finished) or w.has_focus:
                     break
                 old.append(w)
             if not old:
@@ -59,3 +76,12 @@ class ChatLog(VerticalScroll, can_focus=False):
     def follow(self) -> None:
         """Re-anchor to the bottom (after the user sends: their new message should be seen)."""
         self.anchor()
+
+    def on_resize(self) -> None:
+        # a resize changes where the bottom is: one that leaves the view there follows again
+        if self.is_anchored and self.scroll_y >= self.max_scroll_y:
+            self.call_after_refresh(self._refollow_if_at_end)
+
+    def _refollow_if_at_end(self) -> None:
+        if self.scroll_y >= self.max_scroll_y:
+            self.follow()
