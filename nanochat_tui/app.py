@@ -244,6 +244,7 @@ class NanochatApp(App[str | None], inherit_bindings=False):
             self.theme = self.config.theme
         self.theme_changed_signal.subscribe(self, self._theme_changed)
         prompt.prompts = PromptHistory(self._earlier_prompts())
+        self.banner.input_text = lambda: self.input.text
         prompt.focus()
         self._show_saving()
         if self.session.warning:
@@ -401,7 +402,8 @@ class NanochatApp(App[str | None], inherit_bindings=False):
 
     @on(PromptInput.Changed)
     def _on_input_changed(self) -> None:
-        self.banner.clear("input", "nothing")  # the banner was about text that is gone now
+        if self.input.text != self.banner.context:
+            self.banner.clear("input", "nothing")  # the banner was about text that is gone now
 
     async def submit(self, text: str) -> None:
         """What Enter does with the input's text."""
@@ -630,7 +632,7 @@ class NanochatApp(App[str | None], inherit_bindings=False):
     async def _drain(self) -> None:
         """Move queued events to the conversation and the screen (timer callback, UI thread)."""
         gen = self._current
-        if gen is None:
+        if gen is None or self._exit or self._closing:  # (none, or the screen is going away)
             self._flush_timer.pause()
             return
         if not gen.queue:

@@ -114,9 +114,12 @@ def ctrl_c_sets(cancel: threading.Event) -> Iterator[None]:
 def _stream(model: Any, recorder: ReplyRecorder, sampling: SamplingParams, cancel: threading.Event,
             out: TextIO, err: TextIO, on_text: Callable[[str], None] | None) -> None:
     on_tty = out.isatty()
+    inline = on_tty and err.isatty()  # notes land in the same lines as the reply
     clean = sanitize_for_terminal if on_tty else (lambda s: s)
     events = in_worker_thread(lambda: model.chat(recorder.request, sampling, cancel=cancel))
     noted = False  # a calculator note went to err (inline with the reply on a shared terminal)
+    last = " "  # the last character shown on the reply's line (a note gets a space before it)
+    after_note = False
     while True:
         try:
             event = next(events)
@@ -129,18 +132,25 @@ def _stream(model: Any, recorder: ReplyRecorder, sampling: SamplingParams, cance
             event = ErrorEvent(str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}")
         recorder.feed(event)
         if isinstance(event, TextDelta):
+            if inline and after_note and event.text and not event.text[0].isspace():
+                err.write(" ")  # on screen only: the reply on stdout stays as the model wrote it
+            after_note = False
             out.write(clean(event.text))
             out.flush()
+            if event.text:
+                last = event.text[-1]
             if on_text is not None:
                 on_text(event.text)
         elif isinstance(event, ToolCall):
-            err.write(f"[calculator: {one_line(event.expression)}")
+            space = " " if inline and not last.isspace() else ""
+            err.write(f"{space}[calculator: {one_line(event.expression)}")
             err.flush()
         elif isinstance(event, ToolResult):
             result = "no result" if event.result is None else one_line(event.result)
             err.write(f" = {result}]")
             err.flush()
             noted = True
+            after_note, last = True, "]"
         if isinstance(event, (Done, ErrorEvent)):
             break
     for _rest in events:  # the worker's last items (none after Done); ends its thread

@@ -13,6 +13,7 @@ mid-way), tool calls, engine errors, a deterministic `GenerationStats` (for snap
     FakeBackend(reply=lambda msgs: ..., token_delay=0.05)
     FakeBackend(script=[TextDelta("2+2 is "), ToolCall("2+2"), ToolResult("2+2", "4"), TextDelta("4")])
     FakeBackend(error="engine exploded")            # an ErrorEvent after the first token
+    FakeBackend(flowing=event)                       # tokens flow only while `event` is set
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class FakeBackend:
         raise_exc: BaseException | None = None,
         fixed_stats: bool = False,
         info: ModelInfo | None = None,
+        flowing: threading.Event | None = None,
     ) -> None:
         self.reply = reply
         self.script = list(script) if script is not None else None
@@ -74,6 +76,7 @@ class FakeBackend:
         self.raise_exc = raise_exc
         self.fixed_stats = fixed_stats
         self.info = info or fake_info()
+        self.flowing = flowing  # when given, each token waits until it is set (a tap to pause the stream)
         self.notices: list[str] = []
         self.calls: list[tuple[list[Message], SamplingParams]] = []
         self.cancelled = 0  # streams that saw the cancel event
@@ -132,6 +135,10 @@ class FakeBackend:
                 break
             if i and self.token_delay:
                 time.sleep(self.token_delay)
+            if self.flowing is not None:
+                while not self.flowing.wait(0.05):
+                    if cancel is not None and cancel.is_set():
+                        break
             if ttft is None:
                 ttft = time.perf_counter() - start
             if isinstance(event, TextDelta):

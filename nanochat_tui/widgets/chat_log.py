@@ -23,14 +23,23 @@ class ChatLog(VerticalScroll, can_focus=False):
     def _scroll_to(self, x: float | None = None, y: float | None = None, *, release_anchor: bool = True,
                    **kwargs) -> bool:
         """At the bottom means following. Textual re-anchors only when the position equals the
-        bottom, which a growing reply moves away from while a PageDown (or a wheel turn, or a
-        drag) is still animating there; so a user scroll that aims at the bottom re-anchors at
-        once. (Overrides Widget._scroll_to, the one place every user scroll goes through.)"""
-        aims_at_end = release_anchor and y is not None and y >= self.max_scroll_y
+        bottom, which a growing reply moves away from while a scroll (a wheel turn, a drag) is
+        still on its way there; so a scroll that aims at the bottom re-anchors at once.
+        (Overrides Widget._scroll_to, where every scroll ends up; `_anchor_released` is the
+        anchor state Textual keeps, see Widget.anchor.)"""
+        aims_at_end = y is not None and y >= self.max_scroll_y
         moved = super()._scroll_to(x, y, release_anchor=release_anchor, **kwargs)
-        if aims_at_end and self.is_anchored:
-            self.follow()
+        if aims_at_end and self.is_anchored and self._anchor_released:
+            self._anchor_released = False
         return moved
+
+    def scroll_page_down(self, **kwargs) -> None:
+        # PageDown computes its target now and scrolls after the next refresh, by when a
+        # streaming reply may have moved the bottom further: decide on what the user sees now.
+        if self.is_anchored and self.scroll_target_y + self.scrollable_content_region.height >= self.max_scroll_y:
+            self.follow()
+            return
+        super().scroll_page_down(**kwargs)
 
     @property
     def following(self) -> bool:

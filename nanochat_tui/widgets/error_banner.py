@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Callable
+
 from textual.widgets import Static
 
 from nanochat_core.text import one_line
@@ -20,10 +22,13 @@ class ErrorBanner(Static):
         super().__init__("", markup=False, **kwargs)
         self.message = ""
         self.cause = ""
+        self.context = ""  # what the input held when it was shown (see `input_text`)
+        self.input_text: Callable[[], str] = lambda: ""  # the app tells where the input is
 
     def show(self, message: str, cause: str = "error") -> None:
         self.message = message
         self.cause = cause
+        self.context = self.input_text()
         self.update(f"⚠ {one_line(message)}")  # errors quote servers, paths, model ids
         self.add_class("-visible")
 
