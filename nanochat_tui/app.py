@@ -95,11 +95,17 @@ class _Generation:
     done: Done | None = None
 
 
+# The footer shows these first (a narrow terminal cuts the footer at the right).
+FOOTER_ORDER = ("new", "conversations", "stop", "regenerate", "quit", "help", "messages")
+
+
 def _bindings() -> list[Binding]:
     """The app's keys, from the registry: each command's keys run it (priority: they work
     whatever has the focus); the first key of a command with a footer label is shown there."""
     out = []
-    for spec in sc.commands_for(sc.TUI):
+    specs = sorted(sc.commands_for(sc.TUI),
+                   key=lambda spec: FOOTER_ORDER.index(spec.name) if spec.name in FOOTER_ORDER else len(FOOTER_ORDER))
+    for spec in specs:
         for i, key in enumerate(spec.keys):
             out.append(Binding(key, f"command('{spec.name}')", spec.footer or spec.palette_title,
                                show=i == 0 and bool(spec.footer), priority=True,
@@ -190,7 +196,7 @@ class NanochatApp(App[str | None], inherit_bindings=False):
         yield PromptInput(id="input")
         yield ErrorBanner(id="error")
         yield StatusBar(id="status")
-        yield Footer()
+        yield Footer(compact=True)
 
     @property
     def log_view(self) -> ChatLog:
@@ -564,6 +570,8 @@ class NanochatApp(App[str | None], inherit_bindings=False):
                 # Esc passes through to the focused widget when there is nothing to stop or
                 # dismiss (False: not shown in the footer, and the key goes on)
                 return True if (self.generating or self.banner.visible) else False
+            if name == "messages" and isinstance(self.focused, (UserMessage, AssistantMessage)):
+                return False  # already there (Shift+Tab then moves the selection up)
             return True
         if action == "cancel_edit":
             return on_main and self._editing is not None and not self.generating

@@ -3,6 +3,7 @@ reply to stdout from a worker thread (Ctrl+C = stop) into the Conversation that 
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -49,11 +50,22 @@ class LoadProgress:
         if not self.live:
             return
         seconds = int(time.monotonic() - self.since)
-        shown = self.line + (f" … {seconds}s" if seconds else " …")
+        suffix = f" … {seconds}s" if seconds else " …"
+        # One row, or "\r" would return to the start of its last wrapped row and leave the
+        # others behind: a long path is cut in the middle to fit the terminal's width.
+        room = self._columns() - 1 - len(suffix)
+        line = self.line if len(self.line) <= room else self.line[: max(room // 2 - 1, 0)] + "…" + self.line[-(room - room // 2):]
+        shown = line + suffix
         # Carriage return and spaces only (no escape codes): it works on any terminal.
         self.err.write("\r" + shown.ljust(self._width))
         self._width = len(shown)
         self.err.flush()
+
+    def _columns(self) -> int:
+        try:
+            return max(os.get_terminal_size(self.err.fileno()).columns, 20)
+        except (OSError, ValueError, AttributeError):
+            return 80
 
     def _tick(self) -> None:
         while not self._stop.wait(self.TICK_S):
