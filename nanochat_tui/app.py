@@ -1019,7 +1019,8 @@ class NanochatApp(App[str | None], inherit_bindings=False):
 
     def open_conversations(self) -> None:
         saving = None if self.session.store is not None else (
-            "--no-history" if self.session.incognito else (self.session.warning or "history unavailable"))
+            "history is off (--no-history, or history = false in the settings file)" if self.session.incognito
+            else (self.session.warning or "history unavailable"))
 
         async def chosen(conversation_id: int | None) -> None:
             if conversation_id is None or conversation_id == self.conversation.id:

@@ -56,6 +56,8 @@ class CommandSpec:
     message_keys: tuple[str, ...] = ()  # keys on a selected message (TUI)
     message_label: str = ""  # the footer's label for the first of them
     message_key_display: str = ""  # how help shows them
+    tui_help: str = ""  # the full-screen app's /help wording, where it does more than the page
+    tui_arg: str | None = None  # likewise for the argument
 
     @property
     def usage(self) -> str:
@@ -90,15 +92,18 @@ COMMANDS: tuple[CommandSpec, ...] = (
                 title="Stop the reply"),
     CommandSpec("interrupt", "stop the reply; with nothing to stop, press it twice to quit",
                 keys=("ctrl+c",), key_display="Ctrl+C", surfaces=TUI_ONLY, palette=False),
-    CommandSpec("regenerate", "answer the last message again (the earlier reply is kept as a version)",
+    CommandSpec("regenerate", "answer the last message again (the earlier reply is kept as a branch)",
+                tui_help="answer the last message again (the earlier reply is kept as a version: ‹ 1/2 ›)",
                 slash=("/regenerate", "/retry"), keys=("ctrl+r",), key_display="Ctrl+R",
                 surfaces=TUI_AND_WEB, footer="Regenerate", title="Regenerate the last reply",
                 message_keys=("r",), message_label="Regenerate"),
-    CommandSpec("edit", "edit your last message (nothing is removed until you send it; Esc cancels)",
+    CommandSpec("edit", "edit your last message (nothing is removed until you send it)",
+                tui_help="edit your last message (nothing is removed until you send it; Esc cancels)",
                 slash=("/edit",), surfaces=TUI_AND_WEB, title="Edit your last message",
                 message_keys=("e",), message_label="Edit"),
-    CommandSpec("copy", "copy the last reply to the clipboard (/copy code: its last code block)",
-                slash=("/copy",), arg="[code]", surfaces=TUI_AND_WEB, title="Copy the last reply",
+    CommandSpec("copy", "copy the last reply to the clipboard",
+                tui_help="copy the last reply to the clipboard (/copy code: its last code block)",
+                slash=("/copy",), tui_arg="[code]", surfaces=TUI_AND_WEB, title="Copy the last reply",
                 message_keys=("c",), message_label="Copy"),
     CommandSpec("copy_code", "copy a code block of the reply (again: the next block)",
                 surfaces=TUI_ONLY, title="Copy the last code block",
@@ -122,14 +127,17 @@ COMMANDS: tuple[CommandSpec, ...] = (
     CommandSpec("system", "show or set the system message (/system off removes it)", slash=("/system",),
                 arg="[text]", title="System message"),
     CommandSpec("stats", "model, settings and the last reply's speed", slash=("/stats",), title="Stats"),
-    CommandSpec("export", "save this conversation as Markdown or JSON (default: Markdown, here)",
-                slash=("/export",), arg="[md|json] [file]", surfaces=TUI_AND_WEB,
+    CommandSpec("export", "save this conversation as Markdown or JSON",
+                tui_help="save this conversation as Markdown or JSON (default: Markdown, in this folder)",
+                slash=("/export",), arg="[md|json]", tui_arg="[md|json] [file]", surfaces=TUI_AND_WEB,
                 title="Export this conversation (Markdown)"),
     CommandSpec("model", "show the model (and how to choose another)", slash=("/model",),
                 surfaces=TUI_ONLY, title="Model"),
-    CommandSpec("theme", "choose the color theme (remembered)", slash=("/theme",), arg="[name]",
+    CommandSpec("theme", "show or choose the color theme", tui_help="choose the color theme (remembered)",
+                slash=("/theme",), arg="[name]",
                 surfaces=TUI_AND_WEB, title="Theme"),
-    CommandSpec("settings", "open the settings (sampling, system message, theme; save as defaults)",
+    CommandSpec("settings", "open the settings",
+                tui_help="open the settings (sampling, system message, theme; save as defaults)",
                 slash=("/settings",), surfaces=TUI_AND_WEB, title="Settings"),
     CommandSpec("key", "use an API key for this server (kept for this browser tab)", slash=("/key",),
                 arg="[key]", surfaces=frozenset({WEB}), palette=False),
@@ -297,14 +305,19 @@ def help_rows(surface: str = TUI) -> list[tuple[str, str]]:
     for spec in commands_for(surface):
         if not spec.slash and not spec.words:
             continue  # key-only commands are listed with the keys
-        usage = ", ".join(spec.slash[:spec.help_forms]) + (f" {spec.arg}" if spec.arg else "")
-        rows.append((", ".join([usage, *spec.words]), spec.help))
+        arg = (spec.tui_arg or spec.arg) if surface == TUI else spec.arg
+        usage = ", ".join(spec.slash[:spec.help_forms]) + (f" {arg}" if arg else "")
+        rows.append((", ".join([usage, *spec.words]), spec_help(spec, surface)))
     return rows
+
+
+def spec_help(spec: CommandSpec, surface: str = TUI) -> str:
+    return (spec.tui_help or spec.help) if surface == TUI else spec.help
 
 
 def key_rows() -> list[tuple[str, str]]:
     """The full-screen app's keys: typing keys first, then each command's key."""
-    return [*TUI_KEYS, *((spec.key_display, spec.help) for spec in commands_for(TUI) if spec.key_display)]
+    return [*TUI_KEYS, *((spec.key_display, spec_help(spec)) for spec in commands_for(TUI) if spec.key_display)]
 
 
 def message_key_rows() -> list[tuple[str, str]]:
@@ -312,7 +325,7 @@ def message_key_rows() -> list[tuple[str, str]]:
     rows = list(MESSAGE_KEYS)
     for spec in commands_for(TUI):
         if spec.message_keys and (spec.message_label or spec.message_key_display):
-            rows.append((spec.message_key_display or spec.message_keys[0], spec.help))
+            rows.append((spec.message_key_display or spec.message_keys[0], spec_help(spec)))
     return rows
 
 

@@ -291,7 +291,7 @@ async def test_incognito_and_unavailable_history_are_said():
         await send(pilot, "secret")
         await pilot.press("ctrl+o")
         await wait_for(pilot, lambda: isinstance(app.screen, ConversationsScreen))
-        assert "Nothing is saved in this session: --no-history" in screen_text(app)
+        assert "Nothing is saved in this session: history is off (--no-history" in screen_text(app)
         await pilot.press("escape")
     folder = Path(tempfile.mkdtemp())
     (folder / "history.sqlite3").mkdir()  # not a file: the store cannot open it

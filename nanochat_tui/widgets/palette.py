@@ -19,7 +19,7 @@ class RegistryCommands(Provider):
         for spec in registry.commands_for(registry.TUI):
             if not spec.palette:
                 continue
-            help_text = spec.help + (f" ({spec.key_display})" if spec.key_display else "")
+            help_text = registry.spec_help(spec) + (f" ({spec.key_display})" if spec.key_display else "")
             yield spec.palette_title, help_text, partial(run, spec.name)
 
     async def discover(self) -> Hits:
