@@ -895,9 +895,6 @@ class NanochatApp(App[str | None], inherit_bindings=False):
         self._editing = None
         self.refresh_bindings()
 
-    async def edit_last(self) -> None:
-        await self.edit(None)
-
     def copy_message(self, target=None, *, code: bool = False) -> None:
         """Copy a message (the selected one, else the last reply), or one of its code blocks
         (pressed again on the same message: the next block) to the clipboard (OSC 52)."""
@@ -1177,7 +1174,7 @@ class NanochatApp(App[str | None], inherit_bindings=False):
         )
 
     def stats_text(self) -> str:
-        return "\n".join(["Stats", *sc._rows(self.stats_rows())])
+        return "\n".join(["Stats", *sc.aligned_rows(self.stats_rows())])
 
     # ---- quitting ----
     async def quit_app(self, result: str | None = None) -> None:

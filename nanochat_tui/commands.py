@@ -294,7 +294,7 @@ MESSAGE_KEYS: tuple[tuple[str, str], ...] = (
 )
 
 
-def _rows(pairs: Sequence[tuple[str, str]], indent: str = "  ") -> list[str]:
+def aligned_rows(pairs: Sequence[tuple[str, str]], indent: str = "  ") -> list[str]:
     width = max(len(k) for k, _ in pairs)
     return [f"{indent}{k.ljust(width)}  {v}" for k, v in pairs]
 
@@ -345,7 +345,7 @@ def help_text(surface: str = TUI) -> str:
     """The /help answer as plain text: keys (in the app), then commands."""
     lines = []
     for heading, rows in help_sections(surface):
-        lines += [heading, *_rows(rows), ""]
+        lines += [heading, *aligned_rows(rows), ""]
     lines.append(HELP_FOOTNOTE)
     return "\n".join(lines)
 
@@ -397,7 +397,7 @@ def stats_rows(
 
 def stats_text(**kwargs: Any) -> str:
     """The /stats answer as plain text (the line chat)."""
-    return "\n".join(["Stats", *_rows(stats_rows(**kwargs))])
+    return "\n".join(["Stats", *aligned_rows(stats_rows(**kwargs))])
 
 
 # Launch options as the flags that give them (ModelSelection.as_stats keys -> flag).

@@ -11,6 +11,7 @@ import pytest
 from app_helpers import SIZE, bubbles, enter, make_app, notices, replies, screen_text, send, wait_for
 from fake_backend import FakeBackend, FakeSelection
 
+from nanochat_core.chat import SamplingParams
 from nanochat_tui import commands as sc
 from nanochat_tui.app import BUSY_MESSAGE, NanochatApp
 from nanochat_tui.clipboard import clipboard_caveat, copied_message
@@ -262,13 +263,14 @@ async def test_paging_down_to_the_bottom_while_the_reply_grows_follows_again():
     flowing = threading.Event()
     flowing.set()
     app = make_app(FakeBackend(reply="line\n\n" * 3000, token_delay=0.005, flowing=flowing),
-                   sampling=sc.SamplingParams(max_tokens=4096))
+                   sampling=SamplingParams(max_tokens=4096))
     async with app.run_test(size=(80, 24)) as pilot:
         try:
             await _paging_down_while_it_grows(pilot, flowing)
         finally:
             flowing.set()  # (never leave the fake engine paused: the app could not end)
-            app._current and app._current.cancel.set()
+            if app._current is not None:
+                app._current.cancel.set()
 
 
 async def _paging_down_while_it_grows(pilot, flowing) -> None:
@@ -297,17 +299,17 @@ async def test_a_resize_while_scrolled_up_then_back_to_the_bottom_follows():
     flowing = threading.Event()
     flowing.set()
     app = make_app(FakeBackend(reply="line\n\n" * 3000, token_delay=0.005, flowing=flowing),
-                   sampling=sc.SamplingParams(max_tokens=4096))
+                   sampling=SamplingParams(max_tokens=4096))
     async with app.run_test(size=(80, 24)) as pilot:
         try:
             await _resize_then_back_down(pilot, flowing)
         finally:
             flowing.set()
-            app._current and app._current.cancel.set()
+            if app._current is not None:
+                app._current.cancel.set()
 
 
 async def _resize_then_back_down(pilot, flowing) -> None:
-    app = pilot.app
     log = await _stream_paused_with_pages(pilot, flowing)
     await pilot.press("pageup")
     await pilot.pause(0.2)

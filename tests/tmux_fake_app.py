@@ -16,11 +16,11 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from fake_backend import FakeBackend  # noqa: E402
+from fake_backend import FakeBackend
 
-from nanochat_core.chat import SamplingParams  # noqa: E402
-from nanochat_tui.app import GOODBYE, NanochatApp  # noqa: E402
-from nanochat_tui.config import ChatConfig  # noqa: E402
+from nanochat_core.chat import SamplingParams
+from nanochat_tui.app import GOODBYE, NanochatApp
+from nanochat_tui.config import ChatConfig
 
 
 def main() -> int:
