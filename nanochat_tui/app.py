@@ -33,6 +33,7 @@ from typing import Any
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.message import Message as TextualMessage
 from textual.widgets import Footer
 
@@ -639,6 +640,12 @@ class NanochatApp(App[str | None], inherit_bindings=False):
 
     async def _drain(self) -> None:
         """Move queued events to the conversation and the screen (timer callback, UI thread)."""
+        try:
+            await self._drain_queue()
+        except NoMatches:  # the screen went away while a reply streamed (the app is closing)
+            self._flush_timer.pause()
+
+    async def _drain_queue(self) -> None:
         gen = self._current
         if gen is None or self._exit or self._closing:  # (none, or the screen is going away)
             self._flush_timer.pause()

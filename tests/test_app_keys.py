@@ -269,8 +269,7 @@ async def test_paging_down_to_the_bottom_while_the_reply_grows_follows_again():
             await _paging_down_while_it_grows(pilot, flowing)
         finally:
             flowing.set()  # (never leave the fake engine paused: the app could not end)
-            if app._current is not None:
-                app._current.cancel.set()
+            await app._settle()  # (and let the reply end before the app does)
 
 
 async def _paging_down_while_it_grows(pilot, flowing) -> None:
@@ -304,9 +303,8 @@ async def test_a_resize_while_scrolled_up_then_back_to_the_bottom_follows():
         try:
             await _resize_then_back_down(pilot, flowing)
         finally:
-            flowing.set()
-            if app._current is not None:
-                app._current.cancel.set()
+            flowing.set()  # (never leave the fake engine paused: the app could not end)
+            await app._settle()  # (and let the reply end before the app does)
 
 
 async def _resize_then_back_down(pilot, flowing) -> None:
