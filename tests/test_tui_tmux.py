@@ -407,3 +407,45 @@ def test_plain_with_stdout_to_a_file_still_shows_the_prompts(tmux, tmp_path):
     text = out.read_text()
     assert text.strip() and "User:" not in text and "Assistant:" not in text  # the reply alone
     assert "Goodbye!" in tmux.screen()
+
+
+def test_versions_themes_settings_and_slashes_in_a_real_terminal(tmux, tmp_path):
+    tmux.start_fake(env={"NANOCHAT_TUI_HOME": str(tmp_path)})
+    tmux.wait(r"Ready: d4")
+    tmux.keys("//tmp is full", "Enter")  # a message that starts with a slash
+    tmux.wait(r"You said: /tmp is full")
+    # Ctrl+R: a second version; Ctrl+Up selects it, Left shows the first again
+    tmux.keys("C-r")
+    tmux.wait(r"‹ 2/2 ›")
+    tmux.keys("C-Up")
+    tmux.wait(r"←→ Version")
+    tmux.keys("Left")
+    tmux.wait(r"‹ 1/2 ›")
+    tmux.keys("Escape")
+    tmux.wait_gone(r"←→ Version")  # back in the input (and no Esc+key read as Alt+key)
+    # /theme: chosen and remembered in the settings file
+    tmux.keys("/theme nord", "Enter")
+    tmux.wait(r"theme set to nord")
+    deadline = time.monotonic() + 10
+    while 'theme = "nord"' not in _read(tmp_path / "config.toml") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert 'theme = "nord"' in _read(tmp_path / "config.toml")
+    # /settings opens the dialog; Esc leaves it
+    tmux.keys("/settings", "Enter")
+    tmux.wait(r"Save as defaults")
+    tmux.keys("Escape")
+    tmux.wait_gone(r"Save as defaults")
+    time.sleep(0.3)  # (a key right after Esc would arrive as Alt+key)
+    # F1: keys and commands
+    tmux.keys("F1")
+    tmux.wait(r"Sending a slash")
+    tmux.keys("C-q")
+    tmux.wait(r"\[exited 0\]", timeout=15)
+    assert tmux.terminal_restored()
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""

@@ -259,31 +259,32 @@ class SettingsScreen(ModalScreen[SettingsResult | None]):
         self.themes, self.settings_path, self.history = themes, settings_path, history
 
     def compose(self) -> ComposeResult:
+        # compact fields (one row each): the whole dialog fits a 100x30 terminal
         s = self.sampling
         with Vertical(id="dialog", classes="settings"):
             yield Label("Settings", id="dialog-title")
             with Horizontal(classes="row"):
                 yield Label("Temperature (0-2)", classes="field")
-                yield Input(f"{s.temperature:g}", id="temperature")
+                yield Input(f"{s.temperature:g}", id="temperature", compact=True)
             with Horizontal(classes="row"):
                 yield Label("Top-k (0-200)", classes="field")
-                yield Input(str(s.top_k or 0), id="top_k")
+                yield Input(str(s.top_k or 0), id="top_k", compact=True)
             with Horizontal(classes="row"):
                 yield Label("Max tokens (1-4096)", classes="field")
-                yield Input(str(s.max_tokens), id="max_tokens")
-            yield Label("System message (empty: none)", classes="field")
-            yield TextArea(self.system or "", id="system", soft_wrap=True, show_line_numbers=False)
+                yield Input(str(s.max_tokens), id="max_tokens", compact=True)
             with Horizontal(classes="row"):
                 yield Label("Theme", classes="field")
                 yield Select([(name, name) for name in self.themes], value=self.theme_name,
-                             allow_blank=False, id="theme")
+                             allow_blank=False, id="theme", compact=True)
+            yield Label("System message (empty: none)", classes="field wide")
+            yield TextArea(self.system or "", id="system", soft_wrap=True, show_line_numbers=False, compact=True)
             yield Static(f"History: {self.history}", classes="note", markup=False)
-            yield Static(f"Defaults are saved in {self.settings_path}", classes="note", markup=False)
+            yield Static(f"Save as defaults writes {self.settings_path}", classes="note", markup=False)
             yield Static("", id="settings-error", markup=False)
             with Horizontal(id="buttons"):
-                yield Button("Apply", variant="primary", id="apply")
-                yield Button("Save as defaults", id="save")
-                yield Button("Cancel", id="cancel")
+                yield Button("Apply", variant="primary", id="apply", compact=True)
+                yield Button("Save as defaults", id="save", compact=True)
+                yield Button("Cancel", id="cancel", compact=True)
 
     def on_mount(self) -> None:
         self.query_one("#temperature", Input).focus()
