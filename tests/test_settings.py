@@ -173,3 +173,12 @@ def test_settings_module_keeps_textual_and_torch_out():
     code = "import sys\nimport nanochat_tui.settings, nanochat_tui.config_cli\nprint(sorted(m for m in ('torch', 'textual') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_an_unknown_theme_in_the_file_stops_the_full_screen_app_with_one_line(home):
+    from nanochat_tui.app import _check_theme
+
+    _check_theme("nord")  # a built-in theme is fine
+    with pytest.raises(SettingsError) as caught:
+        _check_theme("plaid")
+    assert str(caught.value).startswith(f"{home / 'config.toml'}: theme: no theme 'plaid' (choose one of ")
