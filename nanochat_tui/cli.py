@@ -42,6 +42,7 @@ from .cli_options import (
 )
 from .config import ChatConfig, HistorySettings, WebConfig
 from .console import error_line
+from .settings import Settings
 
 EPILOG_CHAT = """\
 modes:
@@ -53,6 +54,7 @@ modes:
   nanochat-tui export --help    export to Hugging Face format (for vLLM and other servers)
   nanochat-tui history --help   saved conversations: list, show, export, delete, search
   nanochat-tui models           list the checkpoints this machine has (--json for scripts)
+  nanochat-tui config edit      the settings file: defaults for these flags (config --help)
   nanochat-tui --server http://HOST:8000/v1   any mode above, on a remote OpenAI-compatible server
 
 checkpoints: --model-dir DIR (nanochat's base dir, a stage or tag folder, or a flat folder of
@@ -72,6 +74,7 @@ SUBCOMMANDS = {
     "export": "nanochat_tui.export_cli",
     "history": "nanochat_tui.history_cli",
     "models": "nanochat_tui.models_cli",
+    "config": "nanochat_tui.config_cli",
 }
 
 
@@ -189,11 +192,17 @@ def _dispatch(argv: list[str]) -> int:
         return module.run(module.build_parser().parse_args(argv[1:]))
     if "--web" in argv:
         return _run_web(build_web_parser().parse_args(argv))
-    args = build_chat_parser().parse_args(argv)
+    settings = _settings(argv)
+    parser = build_chat_parser()
+    apply_settings(parser, settings)
+    args = parser.parse_args(argv)
+    if args.model_dir is None and getattr(args, "server", None) is None:
+        args.model_dir = settings.model_dir  # the file's folder (never next to --server)
     if args.system is not None and not args.system.strip():
         raise UsageError("--system needs some text")
     config = ChatConfig(model=selection_from(args), sampling=sampling_from(args, args.seed),
-                        system=args.system, debug=args.debug, history=history_from(args))
+                        system=args.system, debug=args.debug, history=history_from(args, settings),
+                        theme=settings.theme, model_dirs=settings.model_dirs)
     if args.prompt is not None:
         from .oneshot import run_oneshot
 
@@ -208,7 +217,10 @@ def _dispatch(argv: list[str]) -> int:
     return run_tui(config)
 
 
-def history_from(args: argparse.Namespace) -> HistorySettings:
+def history_from(args: argparse.Namespace, settings: Settings | None = None) -> HistorySettings:
+    """--no-history / --history-db / -c / --resume over the settings file's `history` (a flag
+    that needs saved conversations turns history on for this run even where the file says
+    `history = false`)."""
     if args.continue_latest and args.resume is not None:
         raise UsageError("-c/--continue and --resume ID both choose a conversation: give one")
     if args.no_history and (args.continue_latest or args.resume is not None):
@@ -216,7 +228,37 @@ def history_from(args: argparse.Namespace) -> HistorySettings:
     if args.no_history and args.history_db is not None:
         raise UsageError("--no-history and --history-db contradict each other")
     resume = "latest" if args.continue_latest else args.resume
-    return HistorySettings(enabled=not args.no_history, path=args.history_db, resume=resume)
+    asked = resume is not None or args.history_db is not None
+    enabled = not args.no_history and (asked or settings is None or settings.history is not False)
+    return HistorySettings(enabled=enabled, path=args.history_db, resume=resume)
+
+
+def _settings(argv: list[str]) -> Settings:
+    """The settings file; a broken one stops every chat mode with one line naming the key, but
+    never `--help` / `--version` (which must always answer)."""
+    from .settings import SettingsError, load
+
+    try:
+        return load()
+    except SettingsError:
+        if any(a in ("-h", "--help", "--version") for a in argv):
+            return Settings()
+        raise
+
+
+def apply_settings(parser: argparse.ArgumentParser, settings: Settings) -> None:
+    """The settings file's values as the parser's defaults: flags given still win, and they go
+    through the same rulebook parsing as typed flags. (`model_dir` is applied after parsing:
+    it must not count as a local-checkpoint flag next to --server.)"""
+    defaults = {}
+    for key in ("temperature", "top_k", "max_tokens"):
+        value = getattr(settings, key)
+        if value is not None:
+            defaults[key] = repr(value)
+    if settings.system is not None:
+        defaults["system"] = settings.system
+    if defaults:
+        parser.set_defaults(**defaults)
 
 
 def read_prompt(value: str) -> str:

@@ -169,7 +169,9 @@ def sampling_from(args: argparse.Namespace, seed: int | None) -> SamplingParams:
             seed=None if seed is None else check_seed(seed),
         )
     except ValidationError as e:
-        raise UsageError(str(e)) from None
+        from .commands import terminal_words
+
+        raise UsageError(terminal_words(str(e), flag=True)) from None
 
 
 def version() -> str:

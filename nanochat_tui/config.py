@@ -107,6 +107,8 @@ class ChatConfig:
     system: str | None = None
     debug: bool = False
     history: HistorySettings = field(default_factory=HistorySettings)
+    theme: str | None = None  # the settings file's theme (the full-screen app)
+    model_dirs: tuple[str, ...] = ()  # the settings file's extra checkpoint folders (model list)
 
 
 @dataclass(frozen=True)
