@@ -10,7 +10,7 @@ from typing import Any
 __all__ = [
     "load_chat_model", "ChatModel", "NanochatError", "CheckpointError", "ValidationError", "SamplingParams",
     "Message", "ModelInfo", "TextDelta", "ToolCall", "ToolResult", "Done", "ErrorEvent",
-    "GenerationStats",
+    "GenerationStats", "ContextTooLong",
 ]
 
 _LAZY = {
@@ -28,6 +28,7 @@ _LAZY = {
     "Done": "nanochat_core.events",
     "ErrorEvent": "nanochat_core.events",
     "GenerationStats": "nanochat_core.events",
+    "ContextTooLong": "nanochat_core.context",
 }
 
 

@@ -14,6 +14,12 @@ KV cache with `max_batch` rows:
 - idle rows keep what they cached, and a newcomer whose prompt extends one of them (the next turn
   of the same chat) starts from that prefix.
 
+Memory (docs/core-api.md "Memory"): the cache has as many rows as were ever busy at once (up to
+`max_batch`) and as many positions as the rows in use need, grown as they decode. When a request
+longer than the resting size (the model's sequence_len) ends, the cache shrinks back, and idle
+rows keep at most the resting size of their prefix. `max_context` caps every request's positions
+(a prompt over it is refused with ContextTooLong before it is queued).
+
 At temperature 0 every stream equals its solo run (same math per row, up to the floating-point
 order of batched matrix products).
 """
@@ -28,13 +34,14 @@ from typing import Callable, Iterator
 import torch
 
 from .chat import SamplingParams
+from .context import check_prompt, context_limit, reply_budget
 from .engine import (
-    CACHE_GRANULE,
     EventBuilder,
     SpecialIds,
     ToolProtocol,
-    context_overflow_message,
     make_generator,
+    resting_capacity,
+    round_capacity,
     sample_next,
 )
 from .events import Done, ErrorEvent, Event
@@ -64,15 +71,17 @@ class _Request:
 
 
 class BatchEngine:
-    def __init__(self, model: GPT, tokenizer: Tokenizer, max_batch: int = 8, prefill_chunk: int = 512):
+    def __init__(self, model: GPT, tokenizer: Tokenizer, max_batch: int = 8, prefill_chunk: int = 512,
+                 max_context: int | None = None):
         self.model, self.tokenizer = model, tokenizer
-        self.device = model.lm_head.weight.device
+        self.device = model.device
         self.ids = SpecialIds(tokenizer)
         self.max_batch = max_batch
         self.prefill_chunk = prefill_chunk
-        self.context_limit = model.rotary_len
-        self.cache = model.new_cache(max_batch, CACHE_GRANULE)
-        self.row_ids: list[list[int]] = [[] for _ in range(max_batch)]  # what each row caches
+        self.context_limit = context_limit(model.rotary_len, max_context)  # positions per request
+        self.resting_capacity = resting_capacity(model, self.context_limit)
+        self.cache = model.new_cache(1, round_capacity(1, self.context_limit))  # grows on demand
+        self.row_ids: list[list[int]] = [[]]  # what each allocated row caches
         self.active: list[_Request] = []  # rows 0..n-1, in row order
         self.prefilling: _Request | None = None  # sits in row len(active)
         self.waiting: "queue.Queue[_Request | None]" = queue.Queue()
@@ -89,14 +98,15 @@ class BatchEngine:
         with Done or ErrorEvent). Returns the cancel event (set it to stop the request)."""
         if self._closed:
             raise RuntimeError("engine is closed")
-        cancel = cancel or threading.Event()
         ids = list(ids)
+        check_prompt(len(ids), self.context_limit)  # ContextTooLong before anything is queued
+        cancel = cancel or threading.Event()
         request = _Request(
             ids=ids, sampling=sampling, cancel=cancel, emit=emit,
             builder=EventBuilder(self.tokenizer, self.ids, len(ids)),
             tools=ToolProtocol(self.tokenizer, self.ids),
             rng=make_generator(self.device, sampling.seed),
-            budget=min(sampling.max_tokens, self.context_limit - len(ids)),
+            budget=reply_budget(len(ids), sampling.max_tokens, self.context_limit),
         )
         self.waiting.put(request)
         return cancel
@@ -120,6 +130,11 @@ class BatchEngine:
     @property
     def busy_rows(self) -> int:
         return len(self.active) + (1 if self.prefilling else 0)
+
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes the batched KV cache holds now (rows x positions x layers x keys and values)."""
+        return self.cache.nbytes
 
     # -- the scheduler thread --
 
@@ -152,12 +167,40 @@ class BatchEngine:
         for request in self.active + ([self.prefilling] if self.prefilling else []):
             request.emit(ErrorEvent(message))
         self.active, self.prefilling = [], None
-        self.row_ids = [[] for _ in range(self.max_batch)]
+        self.row_ids = [[] for _ in range(self.cache.batch)]
+        self._give_back_memory()
 
     def _ensure_capacity(self, positions: int) -> None:
+        """Room for `positions` positions in every row. Grows by at least a quarter at a time, so
+        a long reply reallocates a few times, not once per granule."""
         if positions > self.cache.capacity:
-            capacity = min(-(-positions // CACHE_GRANULE) * CACHE_GRANULE, self.context_limit)
-            self.cache.grow(capacity, keep=self.cache.capacity)
+            wanted = max(positions, self.cache.capacity + self.cache.capacity // 4)
+            self.cache.resize(round_capacity(wanted, self.context_limit), keep=self.cache.capacity)
+
+    def _ensure_rows(self, rows: int) -> None:
+        """At least `rows` rows (doubling up to max_batch): a server that never sees more than
+        one chat at a time holds one row, not max_batch."""
+        if rows > self.cache.batch:
+            batch = min(self.max_batch, max(rows, 2 * self.cache.batch))
+            self.cache.resize(self.cache.capacity, keep=self.cache.capacity, batch=batch)
+            self.row_ids += [[] for _ in range(batch - len(self.row_ids))]
+
+    def _give_back_memory(self) -> None:
+        """After a request leaves: shrink the positions to what the rows in use need, idle rows
+        keeping at most the resting size of their prefix. Nothing happens while the cache is
+        within the resting size (no reallocation churn for ordinary chats)."""
+        if self.cache.capacity <= self.resting_capacity:
+            return
+        busy = len(self.active)
+        need = [len(self.row_ids[i]) + 1 for i in range(busy)]  # + the next decode position
+        if self.prefilling is not None:
+            need.append(len(self.prefilling.ids))
+            busy += 1
+        need += [min(len(ids), self.resting_capacity) for ids in self.row_ids[busy:]]
+        capacity = max(round_capacity(max(need, default=1), self.context_limit), self.resting_capacity)
+        if capacity < self.cache.capacity:
+            self.cache.resize(capacity, keep=capacity)
+            self.row_ids = [ids[:capacity] for ids in self.row_ids]
 
     def _copy_row(self, src: int, dst: int, length: int) -> None:
         if src != dst and length:
@@ -170,20 +213,18 @@ class BatchEngine:
             for event in request.builder.finish("cancelled"):
                 request.emit(event)
             return
-        if len(request.ids) >= self.context_limit:
-            request.emit(ErrorEvent(context_overflow_message(len(request.ids), self.context_limit)))
-            return
         row = len(self.active)
         # Reuse: the idle row (this one or a later one) caching the longest prefix of the prompt.
         best, best_len = row, 0
-        for r in range(row, self.max_batch):
+        for r in range(row, self.cache.batch):
             cached = self.row_ids[r]
             n, limit = 0, min(len(cached), len(request.ids) - 1)
             while n < limit and cached[n] == request.ids[n]:
                 n += 1
             if n > best_len:
                 best, best_len = r, n
-        self._ensure_capacity(len(request.ids) + 1)
+        self._ensure_rows(row + 1)
+        self._ensure_capacity(len(request.ids))
         if best != row:
             # Keep row `row`'s own cache by swapping it into the donor's place.
             keep = len(self.row_ids[row])
@@ -204,6 +245,7 @@ class BatchEngine:
             self.prefilling = None
             for event in request.builder.finish("cancelled", request.reused):
                 request.emit(event)
+            self._give_back_memory()
             return
         start = request.prefilled
         end = min(len(request.ids), start + self.prefill_chunk)
@@ -221,6 +263,7 @@ class BatchEngine:
             self._emit_next(request)  # the first token comes straight from the prefill
             if request.done:
                 self._release(len(self.active) - 1)
+                self._give_back_memory()
 
     def _emit_next(self, request: _Request) -> None:
         """Sample this request's next token from its logits and run its protocol."""
@@ -253,17 +296,22 @@ class BatchEngine:
         n = len(self.active)
         tokens = torch.tensor([r.last_token for r in self.active], device=self.device)
         prev = torch.tensor([self.row_ids[i][-1] for i in range(n)], device=self.device)
-        positions = torch.tensor([len(self.row_ids[i]) for i in range(n)], device=self.device)
-        self._ensure_capacity(int(positions.max()) + 1)
+        lengths = [len(self.row_ids[i]) for i in range(n)]  # each row's next position
+        self._ensure_capacity(max(lengths) + 1)
+        positions = torch.tensor(lengths, device=self.device)
         logits = self.model.decode_rows(tokens, positions, prev, self.cache)
         self.steps += 1
         for i, request in enumerate(self.active):
             self.row_ids[i].append(request.last_token)
             request.logits = logits[i]
             self._emit_next(request)
+        released = False
         for i in reversed(range(n)):
             if self.active[i].done:
                 self._release(i)
+                released = True
+        if released:
+            self._give_back_memory()
 
     def _release(self, index: int) -> None:
         """Free row `index`: the last active row (and a prefill in progress) move down."""

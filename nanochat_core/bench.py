@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import resource
 import time
+from pathlib import Path
 
 import torch
 
@@ -23,39 +24,64 @@ from .tokenizer import Tokenizer
 PEAK_BANDWIDTH = {"H100": 3.35e12, "H200": 4.8e12, "A100": 2.0e12, "L4": 0.3e12, "A10": 0.6e12}
 
 
-def random_model(spec: str, device: torch.device, dtype: torch.dtype) -> GPT:
-    """A random-weight gen5 model of shape 'dDEPTH[:WIDTH[:VOCAB]]' on device, in dtype."""
-    model = random_gpt(parse_shape(spec)).to(device=device, dtype=dtype).eval()
-    model.refresh_rotary(dtype)
+def random_model(spec: str, device: torch.device, dtype: torch.dtype, quantize: str | None = None) -> GPT:
+    """A random-weight gen5 model of shape 'dDEPTH[:WIDTH[:VOCAB]]' on device, in dtype, made
+    ready exactly as the loader makes a checkpoint ready (api.ready_model)."""
+    from .api import Compute, ready_model
+
+    model, _params = ready_model(random_gpt(parse_shape(spec)), Compute(device, dtype, quantize, []))
     return model
 
 
-def random_chat_model(spec: str, device: torch.device, dtype: torch.dtype):
-    """The same, with a synthetic tokenizer, as a ChatModel (for the multi-turn benchmark)."""
-    from .api import ChatModel
+def random_chat_model(spec: str, device: torch.device, dtype: torch.dtype, quantize: str | None = None):
+    """The same, with a synthetic tokenizer, as a ChatModel (multi-turn and side-by-side)."""
+    from .api import ChatModel, Compute
     from .model_info import ModelInfo
 
-    model = random_model(spec, device, dtype)
+    compute = Compute(device, dtype, quantize, [])
+    model = random_model(spec, device, dtype, quantize)
     tokenizer = Tokenizer(synthetic_encoding(model.config.vocab_size))
     c = model.config
     info = ModelInfo(generation=model.arch.name, source="random", model_tag=f"d{c.n_layer}", step=0,
                      checkpoint_dir="", is_demo=False, n_layer=c.n_layer, n_embd=c.n_embd,
                      n_head=c.n_head, n_kv_head=c.n_kv_head, vocab_size=c.vocab_size,
                      sequence_len=c.sequence_len, window_pattern=c.window_pattern,
-                     softcap=model.arch.softcap, params=model.num_params(), device=str(device),
-                     dtype=str(dtype).removeprefix("torch."))
+                     softcap=model.arch.softcap, params=model.param_count, device=str(device),
+                     dtype=compute.label, quantize=quantize)
     return ChatModel(model, tokenizer, info)
 
 
 def weight_bytes_per_step(model: GPT) -> int:
-    """Bytes of weights a decode step reads: every matrix except embedding tables, of which
-    only one row per token is gathered."""
+    """Bytes of weights a decode step reads: every matrix (float or int8 with its scales) except
+    embedding tables, of which only one row per token is gathered."""
     total = 0
-    for name, p in model.named_parameters():
-        if name.startswith(("transformer.wte", "value_embed", "bigram_embed")):
+    for name, t in list(model.named_parameters()) + list(model.named_buffers()):
+        if name.startswith(("transformer.wte", "value_embed", "bigram_embed")) or name in ("cos", "sin"):
             continue
-        total += p.numel() * p.element_size()
+        total += t.numel() * t.element_size()
+    from .quantize import PackedBF16Linear
+
+    for module in model.modules():  # packed bf16 matrices are held outside parameters/buffers
+        if isinstance(module, PackedBF16Linear):
+            total += module.in_features * module.out_features * 2
     return total
+
+
+def copy_bandwidth(device: torch.device, megabytes: int = 512, repeats: int = 5) -> float:
+    """The machine's memory bandwidth as a copy test measures it (bytes read + written per
+    second, best of `repeats`): the physical limit a decode step's weight reads run into."""
+    n = megabytes * 2**20 // 4
+    src = torch.ones(n, dtype=torch.float32, device=device)
+    dst = torch.empty_like(src)
+    best = float("inf")
+    for _ in range(repeats + 1):  # the first pass faults the pages in
+        _sync(device)
+        t0 = time.perf_counter()
+        dst.copy_(src)
+        _sync(device)
+        best = min(best, time.perf_counter() - t0)
+    del src, dst
+    return 2 * n * 4 / best
 
 
 def _sync(device: torch.device) -> None:
@@ -66,6 +92,15 @@ def _sync(device: torch.device) -> None:
 def _peak_memory_mb(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20
+    # VmHWM is this process image's own high-water mark. ru_maxrss would also carry the
+    # parent's resident size at fork (Linux keeps it across exec), which inflates the figure
+    # when bench is started by a large process (a test runner, a notebook).
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
 
 
@@ -117,7 +152,7 @@ def _naive_run(model: GPT, prompt: torch.Tensor, decode_tokens: int) -> float:
 
 def run_benchmark(model: GPT, prompt_tokens: int, decode_tokens: int, batch_size: int = 1,
                   repeats: int = 1, naive: bool = False, seed: int = 0, naive_max_steps: int = 64) -> dict:
-    device = model.lm_head.weight.device
+    device = model.device
     limit = model.rotary_len
     if prompt_tokens < 1 or decode_tokens < 1 or batch_size < 1:
         raise ValueError("--prompt-tokens, --decode-tokens and --batch-size must be at least 1")
@@ -138,6 +173,9 @@ def run_benchmark(model: GPT, prompt_tokens: int, decode_tokens: int, batch_size
         best_decode = min(_cached_run(model, prompt, decode_tokens, "graph")[1] for _ in range(max(1, repeats)))
 
     wbytes = weight_bytes_per_step(model)
+    c = model.config  # the timed runs' cache: keys + values, every layer, prompt + decode positions
+    kv_bytes = (2 * c.n_layer * batch_size * c.n_kv_head * (prompt_tokens + decode_tokens + 2) * c.head_dim
+                * torch.empty((), dtype=model.compute_dtype).element_size())
     step_s = best_decode / decode_tokens
     result = {
         "ttft_ms": round(best_ttft * 1000, 2),
@@ -150,15 +188,24 @@ def run_benchmark(model: GPT, prompt_tokens: int, decode_tokens: int, batch_size
         "decode_tokens": decode_tokens,
         "batch_size": batch_size,
         "device": str(device) if device.type != "cuda" else torch.cuda.get_device_name(device),
-        "dtype": str(next(model.parameters()).dtype).removeprefix("torch."),
+        "dtype": str(model.compute_dtype).removeprefix("torch."),
         "generation": model.arch.name,
         "n_layer": model.config.n_layer,
         "n_embd": model.config.n_embd,
         "vocab_size": model.config.vocab_size,
-        "params": model.num_params(),
+        "params": getattr(model, "param_count", None) or model.num_params(),
         "weight_bytes": wbytes,
         "torch_threads": torch.get_num_threads(),
     }
+    # Decode is bound by memory bandwidth: each step reads every matrix once (plus the KV cache,
+    # small next to the weights at these lengths). Measured in this run, against a copy test.
+    result["peak_memory_mb"] = round(_peak_memory_mb(device), 1)  # before the copy test's buffers
+    measured = copy_bandwidth(device)
+    result["quantize"] = getattr(model, "quantized", None)
+    result["decode_bytes_per_s"] = round(wbytes / step_s)
+    result["memory_bandwidth_bytes_per_s"] = round(measured)
+    result["bandwidth_fraction"] = round(wbytes / step_s / measured, 4)
+    result["kv_cache_bytes"] = kv_bytes
     if device.type == "cuda":
         name = torch.cuda.get_device_name(device)
         peak = next((bw for key, bw in PEAK_BANDWIDTH.items() if key in name), None)
@@ -171,7 +218,6 @@ def run_benchmark(model: GPT, prompt_tokens: int, decode_tokens: int, batch_size
         result["naive_decode_steps"] = steps
         result["naive_decode_tok_s"] = round(batch_size * steps / naive_s, 2)
         result["speedup_vs_naive"] = round(result["decode_tok_s"] / result["naive_decode_tok_s"], 2)
-    result["peak_memory_mb"] = round(_peak_memory_mb(device), 1)
     return result
 
 
@@ -221,3 +267,24 @@ def run_multi_turn(chat_model, turns: int, reply_tokens: int, user_words: int = 
         "last_turn_cached_tokens": results["reuse"]["cached_tokens"][-1],
         "per_turn": results,
     }
+
+
+def run_side_by_side(spec: str, chat_model, nanochat: str | None, prompt_tokens: int, decode_tokens: int,
+                     repeats: int, seed: int = 0) -> dict:
+    """nanochat's Engine beside ours on the same random weights (nanochat_side.py). Without a
+    checkout (`nanochat` None and no $NANOCHAT_SRC) it says so instead of giving ratios."""
+    from .engine import Engine
+    from .nanochat_side import disable_stops, import_nanochat, nanochat_engine, nanochat_path, side_by_side
+
+    path = nanochat_path(nanochat)
+    if path is None:
+        return {"run": False, "note": "nanochat's Engine not run: no checkout given (--nanochat PATH or "
+                                      "$NANOCHAT_SRC), so no ratios"}
+    ns = import_nanochat(path)
+    theirs = nanochat_engine(ns, random_gpt(parse_shape(spec)).state_dict(), parse_shape(spec))
+    ours = Engine(chat_model.model, chat_model.tokenizer)
+    disable_stops(ours)
+    g = torch.Generator().manual_seed(seed)
+    prompt = torch.randint(0, chat_model.model.config.vocab_size, (prompt_tokens,), generator=g).tolist()
+    result = side_by_side(ours, theirs, prompt, decode_tokens, repeats)
+    return {"run": True, "path": str(path), "nanochat_dtype": "float32", **result}

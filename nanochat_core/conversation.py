@@ -89,6 +89,7 @@ class ConversationObserver(Protocol):
     def node_added(self, conversation: "Conversation", node: Node) -> None: ...
     def node_changed(self, conversation: "Conversation", node: Node) -> None: ...
     def conversation_changed(self, conversation: "Conversation") -> None: ...
+    # optional: `nodes_removed(conversation, node_ids)` after `discard` (the store deletes them)
 
 
 class Conversation:
@@ -373,6 +374,10 @@ class Conversation:
         for nid in doomed:
             self.nodes.pop(nid, None)
             self.children.pop(nid, None)
+        for observer in list(self.observers):
+            removed = getattr(observer, "nodes_removed", None)
+            if removed is not None:
+                removed(self, doomed)
         self._changed()
 
     def set_system(self, system: str | None) -> None:

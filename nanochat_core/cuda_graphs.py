@@ -26,7 +26,7 @@ class GraphedDecode:
     """decode(token, position, prev_token) -> logits (1, V), replaying a captured graph."""
 
     def __init__(self, model: GPT, cache: KVCache):
-        device = model.lm_head.weight.device
+        device = model.device
         self.model, self.cache = model, cache
         self.token = torch.zeros(1, dtype=torch.long, device=device)
         self.position = torch.zeros(1, dtype=torch.long, device=device)

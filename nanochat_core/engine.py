@@ -25,19 +25,24 @@ import torch
 from .calculator import calculate
 from .chat import SamplingParams
 from .events import Done, ErrorEvent, Event, GenerationStats, TextDelta, ToolCall, ToolResult
+from .context import ContextTooLong, check_prompt, context_limit, positions_needed, reply_budget
 from .model import GPT, KVCache
 from .tokenizer import StreamDecoder, Tokenizer
 
-CACHE_GRANULE = 256  # grow the KV cache in steps of this many positions
+CACHE_GRANULE = 256  # KV-cache capacity is a multiple of this many positions (or the limit)
 
 
-class ContextOverflow(ValueError):
-    """The prompt does not fit the model's context (10 x sequence_len positions)."""
+def round_capacity(positions: int, limit: int) -> int:
+    """Capacity for `positions`: rounded up to the granule (fewer reallocations), at most `limit`."""
+    return min(-(-max(positions, 1) // CACHE_GRANULE) * CACHE_GRANULE, limit)
 
 
-def context_overflow_message(prompt_tokens: int, limit: int) -> str:
-    return (f"The conversation is {prompt_tokens} tokens, more than this model's context of "
-            f"{limit - 1} tokens; start a new conversation or shorten it")
+def resting_capacity(model, limit: int) -> int:
+    """What a cache may keep between requests: the model's training context (sequence_len), the
+    length nearly every chat stays within. Longer requests grow the cache for as long as they
+    need it; the memory goes back once they are over (docs/core-api.md "Memory")."""
+    config = getattr(model, "config", None)
+    return round_capacity(config.sequence_len if config is not None else CACHE_GRANULE, limit)
 
 
 def sample_next(logits: torch.Tensor, rng: torch.Generator, temperature: float, top_k: int | None) -> torch.Tensor:
@@ -200,12 +205,14 @@ class EventBuilder:
 class Engine:
     """Batch-1 generation with a KV cache that persists across requests."""
 
-    def __init__(self, model: GPT, tokenizer: Tokenizer):
+    def __init__(self, model: GPT, tokenizer: Tokenizer, max_context: int | None = None):
         self.model = model
         self.tokenizer = tokenizer
-        self.device = model.lm_head.weight.device
+        self.device = model.device
         self.ids = SpecialIds(tokenizer)
-        self.context_limit = model.rotary_len
+        # Positions a request may use: the model's (rotary_len), or a lower budget (context.py).
+        self.context_limit = context_limit(model.rotary_len, max_context)
+        self.resting_capacity = resting_capacity(model, self.context_limit)
         self._lock = threading.Lock()  # one generation at a time: the KV cache is shared state
         # "graph": CUDA-graph replay of a static decode step (CUDA default); "static": the same
         # static step without capture (lets CPU tests check its math); "eager": plain calls.
@@ -222,22 +229,14 @@ class Engine:
 
     def _prefill(self, ids: list[int], max_tokens: int) -> torch.Tensor:
         """Run the part of `ids` not already cached; return the last position's logits (1, V)."""
-        if len(ids) >= self.context_limit:
-            raise ContextOverflow(context_overflow_message(len(ids), self.context_limit))
-        # +1: static decode (CUDA graphs) keeps the last slot as scratch space for warm-up.
-        needed = min(len(ids) + max_tokens + 1, self.context_limit)
-        if self._cache is None or self._cache.capacity < needed:
-            capacity = min(-(-needed // CACHE_GRANULE) * CACHE_GRANULE, self.context_limit)
-            if self._cache is None:
-                self._cache = self.model.new_cache(1, capacity)
-                self._cached_ids = []
-            else:
-                self._cache.grow(capacity, keep=len(self._cached_ids))
+        check_prompt(len(ids), self.context_limit)
+        needed = positions_needed(len(ids), reply_budget(len(ids), max_tokens, self.context_limit))
         # Longest common prefix with what is cached; always recompute at least the last token.
         reuse = 0
         limit = min(len(self._cached_ids), len(ids) - 1)
         while reuse < limit and self._cached_ids[reuse] == ids[reuse]:
             reuse += 1
+        self._size_cache(needed, keep=reuse)
         self.last_reused = reuse
         self._cache.pos = reuse
         self._cached_ids = self._cached_ids[:reuse]
@@ -246,6 +245,24 @@ class Engine:
         logits = self.model(chunk, cache=self._cache, prev_token=prev, last_only=True)
         self._cached_ids.extend(ids[reuse:])
         return logits
+
+    def _size_cache(self, needed: int, keep: int) -> None:
+        """Fit the cache to this request: grow it when it is too small; shrink it when an earlier,
+        longer request left it bigger than both this one and the resting size need. The first
+        `keep` positions (the reused prefix) survive either way."""
+        target = round_capacity(needed, self.context_limit)
+        if self._cache is None:
+            self._cache = self.model.new_cache(1, target)
+            self._cached_ids = []
+        elif self._cache.capacity < needed:
+            self._cache.resize(target, keep)
+        elif self._cache.capacity > max(target, self.resting_capacity):
+            self._cache.resize(max(target, self.resting_capacity), keep)
+
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes the KV cache holds now (0 before the first request)."""
+        return 0 if self._cache is None else self._cache.nbytes
 
     def _decode_one(self, token: int) -> torch.Tensor:
         cache, prev_id = self._cache, self._cached_ids[-1]
@@ -306,7 +323,8 @@ class Engine:
             rng = make_generator(self.device, seed)
             logits = self._prefill(list(ids), max_tokens)
             tools = ToolProtocol(self.tokenizer, self.ids)
-            budget = min(max_tokens, self.context_limit - len(ids))  # positions left in the table
+            # The last reply token is sampled, never fed: it needs no position (context.py).
+            budget = reply_budget(len(ids), max_tokens, self.context_limit)
             for produced in range(budget):
                 if cancel is not None and cancel.is_set():
                     return
@@ -334,7 +352,7 @@ class Engine:
                 yield from builder.feed(step.token)
                 if builder.stopped:
                     break
-        except ContextOverflow as e:
+        except ContextTooLong as e:  # ChatModel refuses these before any work; direct callers get one line
             yield ErrorEvent(str(e))
             return
         except Exception as e:  # a real engine failure: one line, keep the app alive

@@ -279,6 +279,20 @@ class HistoryStore:
             "WHERE c.title LIKE ? ESCAPE '\\' OR EXISTS (SELECT 1 FROM nodes n WHERE"
             " n.conversation_id = c.id AND n.content LIKE ? ESCAPE '\\')", (pattern, pattern), limit)
 
+    def recent_prompts(self, limit: int = 500) -> list[str]:
+        """The user's messages across every conversation, newest first (a front-end's prompt
+        history: Up in an empty input, like a shell's)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT content FROM nodes WHERE role = 'user' ORDER BY created DESC, rowid DESC LIMIT ?",
+                (int(limit),)).fetchall()
+        out = []
+        for (content,) in rows:
+            value = _content_value(content)
+            if isinstance(value, str) and value.strip():
+                out.append(value)
+        return out
+
     def latest_id(self) -> int | None:
         found = self._summaries(limit=1)
         return found[0].id if found else None
@@ -364,6 +378,12 @@ class _Saver:
 
     def node_changed(self, conv: Conversation, node: Node) -> None:
         self._guard(conv, [(_INSERT_NODE, self.store._node_row(conv, node))])
+
+    def nodes_removed(self, conv: Conversation, node_ids: list[int]) -> None:
+        if conv.id is None:
+            return
+        self._guard(conv, [("DELETE FROM nodes WHERE conversation_id = ? AND id = ?", (conv.id, nid))
+                           for nid in node_ids])
 
     def conversation_changed(self, conv: Conversation) -> None:
         if conv.id is None and not conv.nodes:

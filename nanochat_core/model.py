@@ -135,15 +135,12 @@ def norm(x: torch.Tensor) -> torch.Tensor:
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate the two halves of each head (not interleaved). x: (B, T, H, D); cos/sin: (T, D/2)
-    shared by the batch, or (B, T, D/2) when every row sits at its own position."""
-    d = x.shape[-1] // 2
-    if cos.ndim == 2:
-        cos, sin = cos[None, :, None, :], sin[None, :, None, :]
-    else:
-        cos, sin = cos[:, :, None, :], sin[:, :, None, :]
-    x1, x2 = x[..., :d], x[..., d:]
-    return torch.cat([x1 * cos + x2 * sin, x1 * (-sin) + x2 * cos], dim=-1).to(x.dtype)
+    """Rotate the two halves of each head (not interleaved): with x = [x1, x2],
+    [x1*cos + x2*sin, x2*cos - x1*sin]. x: (B, T, heads, D). The tables are full width
+    (GPT._rotary_tables: [c, c] and [s, -s]) and already broadcast to x: (1, T, 1, D) shared by
+    the batch, or (B, T, 1, D) when every row sits at its own position. Written as
+    x*cos + roll(x)*sin: nanochat's products and sums, bit for bit, in four kernels, not ten."""
+    return x * cos + torch.roll(x, x.shape[-1] // 2, -1) * sin
 
 
 # ---------------------------------------------------------------------------------------------
@@ -154,7 +151,7 @@ class KVCache:
     """Preallocated keys/values for all layers: (n_layer, B, Hkv, capacity, D) each.
 
     `pos` is how many positions are filled. The engine may lower `pos` to reuse a common prefix
-    (later positions are simply overwritten) and grows the capacity when a request needs more.
+    (later positions are simply overwritten) and resizes the capacity to what requests need.
     """
 
     def __init__(self, n_layer: int, batch: int, n_kv_head: int, head_dim: int, capacity: int,
@@ -162,9 +159,14 @@ class KVCache:
         # Zeros, not empty: batched decode reads (masked) slots that were never written, and
         # a masked weight of 0 times uninitialised NaN memory would still be NaN.
         shape = (n_layer, batch, n_kv_head, capacity, head_dim)
-        self.k = torch.zeros(shape, dtype=dtype, device=device)
-        self.v = torch.zeros(shape, dtype=dtype, device=device)
+        self._set(torch.zeros(shape, dtype=dtype, device=device), torch.zeros(shape, dtype=dtype, device=device))
         self.pos = 0
+
+    def _set(self, k: torch.Tensor, v: torch.Tensor) -> None:
+        self.k, self.v = k, v
+        # Per-layer views, made once: a decode step then slices a view instead of indexing
+        # the 5-d tensor again in every layer (each index is several kernel dispatches).
+        self.k_layers, self.v_layers = k.unbind(0), v.unbind(0)
 
     @property
     def capacity(self) -> int:
@@ -174,22 +176,36 @@ class KVCache:
     def batch(self) -> int:
         return self.k.shape[1]
 
-    def grow(self, capacity: int, keep: int | None = None) -> None:
-        """Reallocate to hold `capacity` positions, keeping the first `keep` (default pos)."""
-        if capacity <= self.capacity:
-            return
-        keep = self.pos if keep is None else keep
+    @property
+    def nbytes(self) -> int:
+        """Bytes the keys and values occupy (what the memory tests and `bench` report)."""
+        return self.k.nbytes + self.v.nbytes
+
+    def resize(self, capacity: int, keep: int, batch: int | None = None) -> None:
+        """Reallocate to `capacity` positions and `batch` rows (default: as now), bigger or
+        smaller, keeping the first `keep` positions of the rows that remain. Memory above the
+        new size goes back to the allocator (large blocks go back to the system at once)."""
         n, b, h, _, d = self.k.shape
+        batch = b if batch is None else batch
+        if (capacity, batch) == (self.capacity, b):
+            return
+        keep, rows = min(keep, capacity, self.capacity), min(b, batch)
+        blocks = []
         for name in ("k", "v"):
             old = getattr(self, name)
-            new = torch.zeros((n, b, h, capacity, d), dtype=old.dtype, device=old.device)
-            new[:, :, :, :keep] = old[:, :, :, :keep]
-            setattr(self, name, new)
+            new = torch.zeros((n, batch, h, capacity, d), dtype=old.dtype, device=old.device)
+            new[:, :rows, :, :keep] = old[:, :rows, :, :keep]
+            blocks.append(new)
+            setattr(self, name, None)  # k's old block is freed before v's new one is allocated
+            del old
+        self._set(*blocks)
+        self.pos = min(self.pos, capacity)
 
     def row(self, index: int) -> "KVCache":
         """A batch-1 view of one row (writes go to this cache); its pos starts at 0."""
         view = KVCache.__new__(KVCache)
-        view.k, view.v, view.pos = self.k[:, index : index + 1], self.v[:, index : index + 1], 0
+        view._set(self.k[:, index : index + 1], self.v[:, index : index + 1])
+        view.pos = 0
         return view
 
     def start(self) -> int:
@@ -200,11 +216,12 @@ class KVCache:
         """Store this chunk's keys/values at pos.. and attend over what its queries can see.
         q: (B, H, T, D); k, v: (B, Hkv, T, D)."""
         start, T = self.pos, q.shape[2]
-        self.k[layer, :, :, start : start + T] = k
-        self.v[layer, :, :, start : start + T] = v
+        keys, values = self.k_layers[layer], self.v_layers[layer]
+        keys.narrow(2, start, T).copy_(k)
+        values.narrow(2, start, T).copy_(v)
         first = 0 if window is None else max(0, start - window)  # the window reaches back this far
-        return _attend(q, self.k[layer, :, :, first : start + T], self.v[layer, :, :, first : start + T],
-                       start, first, window)
+        span = start + T - first
+        return _attend(q, keys.narrow(2, first, span), values.narrow(2, first, span), start, first, window)
 
     def advance(self, n: int) -> None:
         self.pos += n
@@ -247,6 +264,17 @@ class RowDecode:
 # Modules (attribute names follow nanochat's state-dict keys exactly)
 
 
+class FusedLinear:
+    """x @ weight.T for a weight owned elsewhere. A plain object, not a module: it adds nothing
+    to the state dict (whose names stay nanochat's)."""
+
+    def __init__(self, weight: torch.Tensor):
+        self.weight = weight
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight)
+
+
 class CausalSelfAttention(nn.Module):
     def __init__(self, config: ModelConfig, arch: Architecture, layer_idx: int, has_ve_gate: bool):
         super().__init__()
@@ -261,6 +289,16 @@ class CausalSelfAttention(nn.Module):
         self.c_v = nn.Linear(C, config.n_kv_head * D, bias=False)
         self.c_proj = nn.Linear(config.n_head * D, C, bias=False)
         self.ve_gate = nn.Linear(arch.ve_gate_channels, config.n_kv_head, bias=False) if has_ve_gate else None
+        self.qkv = None  # q, k, v in one product once fused (GPT.prepare_inference)
+
+    def fuse_qkv(self) -> None:
+        """Stack c_q, c_k, c_v into one (H + 2Hkv) * D x C matrix. The three modules keep their
+        names (state dict, export) as views into it, so no memory is added."""
+        fused = torch.cat([self.c_q.weight, self.c_k.weight, self.c_v.weight]).detach()
+        rows = [self.c_q.weight.shape[0], self.c_k.weight.shape[0], self.c_v.weight.shape[0]]
+        for module, part in zip((self.c_q, self.c_k, self.c_v), fused.split(rows)):
+            module.weight = nn.Parameter(part, requires_grad=False)
+        self.qkv = FusedLinear(fused)
 
     def forward(
         self,
@@ -272,20 +310,24 @@ class CausalSelfAttention(nn.Module):
         ve: torch.Tensor | None,  # gated: raw table rows (B, T, Hkv*D); prototypes: already scaled
     ) -> torch.Tensor:
         B, T, _ = h.shape
-        q = self.c_q(h).view(B, T, self.n_head, self.head_dim)
-        k = self.c_k(h).view(B, T, self.n_kv_head, self.head_dim)
-        v = self.c_v(h).view(B, T, self.n_kv_head, self.head_dim)
+        H, Hkv, D = self.n_head, self.n_kv_head, self.head_dim
+        if self.qkv is not None:  # one matrix product for q, k, v (GPT.prepare_inference)
+            qkv = self.qkv(h).view(B, T, H + 2 * Hkv, D)
+            qk, v = qkv[:, :, : H + Hkv], qkv[:, :, H + Hkv :]
+        else:  # training: the three modules nanochat's state dict names
+            qk = torch.cat([self.c_q(h).view(B, T, H, D), self.c_k(h).view(B, T, Hkv, D)], dim=2)
+            v = self.c_v(h).view(B, T, Hkv, D)
         if ve is not None:
-            ve = ve.view(B, T, self.n_kv_head, self.head_dim)
+            ve = ve.view(B, T, Hkv, D)
             if self.ve_gate is not None:  # one gate per kv head, read from the attention input
                 gate = self.ve_gate_factor * torch.sigmoid(self.ve_gate(h[..., : self.ve_gate_channels]))
                 ve = gate.unsqueeze(-1) * ve
             v = v + ve
-        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
-        q, k = norm(q), norm(k)
+        # Rotary, q/k norm and scale act per head, so q and k go through them together.
+        qk = norm(apply_rotary(qk, cos, sin))
         if self.qk_scale != 1.0:
-            q, k = q * self.qk_scale, k * self.qk_scale
-        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, heads, T, D)
+            qk = qk * self.qk_scale
+        q, k, v = qk[:, :, :H].transpose(1, 2), qk[:, :, H:].transpose(1, 2), v.transpose(1, 2)
         if cache is None:
             y = _attend(q, k, v, 0, 0, window)
         else:  # the cache stores k, v and knows which keys each query may see
@@ -377,6 +419,8 @@ class GPT(nn.Module):
             self.backout_lambda = nn.Parameter(torch.zeros(1))
         self.backout_layer = n // 2
 
+        self._layer_scalars: list[tuple[float, float]] | None = None  # prepare_inference
+        self.quantized: str | None = None  # "int8" after quantize.quantize_int8
         # Rotary tables are not in checkpoints: recompute them, 10x sequence_len like nanochat.
         self.rotary_len = 10 * config.sequence_len
         cos, sin = self._rotary_tables(self.rotary_len)
@@ -392,12 +436,23 @@ class GPT(nn.Module):
         if self.arch.bf16_rotary:
             # Older generations multiplied fp32 activations by bf16-rounded tables (§8).
             cos, sin = cos.bfloat16().float(), sin.bfloat16().float()
-        return cos, sin
+        # Full head width, as apply_rotary wants them: [c, c] and [s, -s].
+        return torch.cat([cos, cos], dim=-1), torch.cat([sin, -sin], dim=-1)
 
     def refresh_rotary(self, dtype: torch.dtype) -> None:
         """Rebuild the tables on the model's device in the compute dtype (after .to())."""
-        cos, sin = self._rotary_tables(self.rotary_len, device=self.lm_head.weight.device)
+        cos, sin = self._rotary_tables(self.rotary_len, device=self.transformer.wte.weight.device)
         self.cos, self.sin = cos.to(dtype), sin.to(dtype)
+
+    def prepare_inference(self) -> None:
+        """Once the weights are final (loaded, in the compute dtype, on their device): one matrix
+        product for q/k/v per layer, and the per-layer scalars read once instead of every step.
+        Same numbers; fewer kernel launches per decode step (docs/benchmarks.md)."""
+        for block in self.transformer.h:
+            if block.attn.qkv is None:
+                block.attn.fuse_qkv()
+        if self.arch.lambdas:
+            self._layer_scalars = list(zip(self.resid_lambdas.tolist(), self.x0_lambdas.tolist()))
 
     # -- pieces of the forward pass --
 
@@ -464,7 +519,7 @@ class GPT(nn.Module):
             raise ValueError("continuing a cache needs the previous token")
         if start == 0:
             prev_token = None
-        cos, sin = self.cos[start : start + T], self.sin[start : start + T]
+        cos, sin = self.cos[None, start : start + T, None], self.sin[None, start : start + T, None]
         x = self._trunk(idx, prev_token, cos, sin, cache)
         if cache is not None:
             cache.advance(T)
@@ -480,7 +535,7 @@ class GPT(nn.Module):
         guarantees positions < cache.capacity <= rotary_len."""
         if not static and int(positions.max()) >= self.rotary_len:
             raise ValueError(f"context exceeds this model's limit of {self.rotary_len}")
-        cos, sin = self.cos[positions][:, None, :], self.sin[positions][:, None, :]
+        cos, sin = self.cos[positions][:, None, None], self.sin[positions][:, None, None]
         x = self._trunk(tokens[:, None], prev_tokens, cos, sin, RowDecode(cache, positions, static))
         return self._logits(x[:, -1])
 
@@ -490,9 +545,11 @@ class GPT(nn.Module):
         x0 = x
         bigram = self._bigram(idx, prev_token) if self.arch.bigram else None
         backout = None
+        scalars = self._layer_scalars
         for i, block in enumerate(self.transformer.h):
             if self.arch.lambdas:
-                x = self.resid_lambdas[i] * x + self.x0_lambdas[i] * x0
+                a, b = scalars[i] if scalars is not None else (self.resid_lambdas[i], self.x0_lambdas[i])
+                x = a * x + b * x0
                 if bigram is not None:
                     x = x + self.bigram_lambdas[i] * bigram
             x = block(x, cos, sin, self.windows[i], cache, self._value_embed(i, idx))
@@ -507,10 +564,18 @@ class GPT(nn.Module):
         cap = self.arch.softcap
         return cap * torch.tanh(logits / cap)
 
+    @property
+    def device(self) -> torch.device:
+        return self.transformer.wte.weight.device
+
+    @property
+    def compute_dtype(self) -> torch.dtype:
+        """Activations' dtype (the token table's: it is never quantized)."""
+        return self.transformer.wte.weight.dtype
+
     def new_cache(self, batch: int, capacity: int) -> KVCache:
-        p = self.lm_head.weight
         return KVCache(self.config.n_layer, batch, self.config.n_kv_head, self.config.head_dim,
-                       capacity, p.dtype, p.device)
+                       capacity, self.compute_dtype, self.device)
 
     # -- training support (the demo model is trained with this same code) --
 

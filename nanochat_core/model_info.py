@@ -23,7 +23,8 @@ class ModelInfo:
     softcap: float
     params: int
     device: str = "cpu"
-    dtype: str = "float32"
+    dtype: str = "float32"  # what it computes in, as shown: "float32", "bfloat16, int8 weights"
+    quantize: str | None = None  # "int8" when the matrices are int8 (--quantize), else None
     notes: tuple[str, ...] = field(default_factory=tuple)
     # Where exactly the weights came from (docs/core-api.md "Model identity").
     model_path: str = ""  # the model_<step>.pt file read

@@ -1,9 +1,17 @@
-"""`nanochat-tui`: the full-screen chat (Textual).
+"""`nanochat-tui`: the full-screen chat (Textual), as view + dispatch over a Conversation.
 
-The app talks to the engine only through the Core API: `config.model.load(progress)` in a thread
-worker, then `model.chat(messages, sampling, cancel)` in another. Generation events go into a
-queue that a 30 Hz timer drains into the reply widget (tokens reach the UI in batches; the worker
-never blocks on the UI). Model text is sanitized for the terminal before it is shown.
+The chat IS a `nanochat_core.conversation.Conversation` (a tree of messages with branches, saved
+turn by turn to the history database by chat_session / HistoryStore). This module only shows
+it and turns keys, slash commands and palette choices into changes of it:
+
+* the log shows `conversation.path()`: one widget per message, knowing its node id; a branch
+  switch, an edit or a delete re-renders from the first message that changed;
+* a reply is recorded by `ReplyRecorder` (the one place engine events become a reply); the
+  engine runs in a thread worker that only appends events to a queue, and a 30 Hz timer drains
+  the queue into the recorder and the reply widget (tokens reach the UI in batches; the worker
+  never blocks on the UI);
+* every command comes from the one registry (nanochat_tui/commands.py): key bindings, the
+  footer, the command palette, /help and the slash commands are generated from it.
 
 Only this module and nanochat_tui.widgets import Textual (the CLI imports us lazily), so
 `--help`, `--prompt` and `--web` stay Textual-free.
@@ -13,25 +21,34 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
+import re
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from textual import on, work
 from textual.app import App, ComposeResult
 from textual.binding import Binding
+from textual.css.query import NoMatches
 from textual.message import Message as TextualMessage
 from textual.widgets import Footer
 
-from nanochat_core.chat import Message, SamplingParams, ValidationError, validate_messages
+from nanochat_core.chat import Message, SamplingParams, ValidationError
+from nanochat_core.conversation import Conversation, Node, ReplyRecorder
+from nanochat_core.errors import NanochatError
 from nanochat_core.events import Done, ErrorEvent, GenerationStats, TextDelta, ToolCall, ToolResult
-from nanochat_core.text import sanitize_for_terminal
+from nanochat_core.text import one_line, sanitize_for_terminal
 
 from . import commands as sc
+from . import settings as settings_file
+from .chat_session import Session, model_identity, open_session, start_conversation
+from .clipboard import copied_message
 from .config import ChatConfig
+from .prompt_history import PromptHistory
 from .widgets import (
     AssistantMessage,
     ChatHeader,
@@ -43,12 +60,25 @@ from .widgets import (
     StatusBar,
     UserMessage,
 )
+from .widgets.messages import code_blocks
+from .widgets.palette import RegistryCommands
+from .widgets.screens import ConfirmScreen, ConversationsScreen, SettingsResult, SettingsScreen
 
 FLUSH_INTERVAL_S = 1 / 30  # how often streamed tokens are moved from the worker's queue to the screen
 GOODBYE = "goodbye"  # App result when the user typed quit/exit: run_tui prints "Goodbye!"
 BUSY_MESSAGE = "A reply is still streaming: press Esc to stop it, then send (your text is kept)"
+QUIT_AGAIN_S = 2.0  # a second Ctrl+C within this many seconds quits
+SETTLE_S = 1.0  # how long quitting / switching waits for a stopped reply to be recorded
+PROMPT_HISTORY_SIZE = 500
+DEFAULT_THEME = "textual-dark"
+# Commands that take a value: the palette puts them in the input for the user to complete.
+NEEDS_VALUE = ("temperature", "top_k", "max_tokens", "system")
 
 _END = object()  # the worker's last queue item, after the engine's events
+
+
+class ModelLoadFailed(NanochatError):
+    """The model never loaded (shown in the app; printed again by the CLI once the screen is gone)."""
 
 
 @dataclass(eq=False)
@@ -56,34 +86,60 @@ class _Generation:
     """One reply in flight. The worker appends events to `queue`; the UI drains it."""
 
     id: int
-    conversation: list[Message]  # history + the user message it answers (no system message)
+    recorder: ReplyRecorder
     widget: AssistantMessage
+    user_node: Node | None = None  # a new message it answers (the exchange may be undone on failure)
     cancel: threading.Event = field(default_factory=threading.Event)
     queue: deque = field(default_factory=deque)
-    user_text: str | None = None  # a new message (restored to the input if the engine fails)
     started: float = field(default_factory=time.perf_counter)
     first_text_at: float | None = None
     done: Done | None = None
 
 
+# The footer shows these first (a narrow terminal cuts the footer at the right).
+FOOTER_ORDER = ("new", "conversations", "stop", "regenerate", "quit", "help", "messages")
+
+
+def _bindings() -> list[Binding]:
+    """The app's keys, from the registry: each command's keys run it (priority: they work
+    whatever has the focus); the first key of a command with a footer label is shown there."""
+    out = []
+    specs = sorted(sc.commands_for(sc.TUI),
+                   key=lambda spec: FOOTER_ORDER.index(spec.name) if spec.name in FOOTER_ORDER else len(FOOTER_ORDER))
+    for spec in specs:
+        for i, key in enumerate(spec.keys):
+            out.append(Binding(key, f"command('{spec.name}')", spec.footer or spec.palette_title,
+                               show=i == 0 and bool(spec.footer), priority=True,
+                               key_display="⇧⇥" if key == "shift+tab" else None))
+    out += [
+        Binding("escape", "cancel_edit", "Cancel edit", priority=True),
+        Binding("pageup", "scroll_log(-1)", "Scroll up", show=False, priority=True),
+        Binding("pagedown", "scroll_log(1)", "Scroll down", show=False, priority=True),
+    ]
+    return out
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+def _slug(title: str | None) -> str:
+    slug = re.sub(r"[^a-z0-9]+", "-", (title or "").lower()).strip("-")[:40].strip("-")
+    return slug or "conversation"
+
+
 class NanochatApp(App[str | None], inherit_bindings=False):
-    """The chat. `backend`: an already-loaded model (tests); otherwise `config.model` is loaded."""
+    """The chat. `backend`: an already-loaded model (tests); otherwise `config.model` is loaded.
+    `session` / `conversation`: where chats are saved and the one to show (run_tui opens them,
+    so that -c / --resume errors come before the screen; by default they come from config)."""
 
     CSS_PATH = str(Path(__file__).with_name("app.tcss"))  # absolute: subclasses elsewhere work too
     TITLE = "nanochat"
-    ENABLE_COMMAND_PALETTE = False
-
-    BINDINGS = [
-        Binding("ctrl+n", "new_conversation", "New chat", priority=True),
-        Binding("ctrl+shift+n", "new_conversation", "New chat", show=False, priority=True),
-        Binding("ctrl+shift+N", "new_conversation", "New chat", show=False, priority=True),
-        Binding("escape", "stop", "Stop", priority=True),
-        Binding("ctrl+r", "regenerate", "Regenerate", priority=True),
-        Binding("pageup", "scroll_log(-1)", "Scroll up", show=False, priority=True),
-        Binding("pagedown", "scroll_log(1)", "Scroll down", show=False, priority=True),
-        Binding("ctrl+q", "quit", "Quit", priority=True),
-        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
-    ]
+    ENABLE_COMMAND_PALETTE = True
+    COMMANDS = {RegistryCommands}
+    COMMAND_PALETTE_DISPLAY = "^p"
+    BINDINGS = _bindings()
 
     # ---- typed messages from the load worker ----
     class LoadProgress(TextualMessage):
@@ -102,18 +158,21 @@ class NanochatApp(App[str | None], inherit_bindings=False):
             self.message = message
 
     def __init__(self, config: ChatConfig | None = None, *, backend: Any = None,
-                 flush_interval: float = FLUSH_INTERVAL_S, animate: bool = True,
-                 manage_gc: bool = False) -> None:
+                 session: Session | None = None, conversation: Conversation | None = None,
+                 settings_path: Path | None = None, flush_interval: float = FLUSH_INTERVAL_S,
+                 animate: bool = True, manage_gc: bool = False) -> None:
         """animate=False: no cursor blinking (snapshots). manage_gc: see `_gc_freeze` (run_tui
-        turns it on; it changes process-wide state, so tests leave it off)."""
+        turns it on; it changes process-wide state, so tests leave it off). settings_path: the
+        settings file a chosen theme / "Save as defaults" write to (default: paths.config_path())."""
         super().__init__()
         self._manage_gc = manage_gc
         self.config = config or ChatConfig()
         self.backend = backend
         self.load_error: str | None = None
-        self.sampling: SamplingParams = self.config.sampling
-        self.system: str | None = self.config.system
-        self.history: list[Message] = []
+        self.session = session if session is not None else open_session(self.config.history)
+        self.conversation = conversation if conversation is not None else start_conversation(
+            self.session, self.config.history, system=self.config.system, sampling=self.config.sampling)
+        self.settings_path = settings_path
         self.last_stats: GenerationStats | None = None
         self.last_summary: str | None = None
         self.replies = 0
@@ -122,7 +181,11 @@ class NanochatApp(App[str | None], inherit_bindings=False):
         self._flush_interval = flush_interval
         self._current: _Generation | None = None
         self._gen_ids = 0
-        self._regenerations = 0
+        self._editing: int | None = None  # the user message being edited (its node id)
+        self._draft = ""  # what the input held before an edit began
+        self._quit_armed_until = 0.0
+        self._saved_theme: str | None = self.config.theme
+        self._warned_saving = False
         self._backend_lock = threading.Lock()  # one stream at a time (a ChatModel owns one KV cache)
         self._ui_lock = asyncio.Lock()  # serializes changes to the chat log
         self.flushes = 0  # how many times queued events were moved to the screen (benchmark)
@@ -134,7 +197,7 @@ class NanochatApp(App[str | None], inherit_bindings=False):
         yield PromptInput(id="input")
         yield ErrorBanner(id="error")
         yield StatusBar(id="status")
-        yield Footer()
+        yield Footer(compact=True)
 
     @property
     def log_view(self) -> ChatLog:
@@ -156,17 +219,80 @@ class NanochatApp(App[str | None], inherit_bindings=False):
     def generating(self) -> bool:
         return self._current is not None
 
+    # The conversation holds the settings that travel with a chat (saved with it).
+    @property
+    def sampling(self) -> SamplingParams:
+        return self.conversation.sampling
+
+    @sampling.setter
+    def sampling(self, value: SamplingParams) -> None:
+        self.conversation.set_sampling(value)
+
+    @property
+    def system(self) -> str | None:
+        return self.conversation.system
+
+    @system.setter
+    def system(self, value: str | None) -> None:
+        self.conversation.set_system(value)
+
+    @property
+    def history(self) -> list[Message]:
+        """The branch on screen as role/content messages (what the next reply answers, plus
+        failed replies)."""
+        return [node.message for node in self.conversation.path()]
+
     async def on_mount(self) -> None:
         self._flush_timer = self.set_interval(self._flush_interval, self._drain, pause=True)
         prompt = self.input
         if not self._animate:
             prompt.cursor_blink = False
+        if self.config.theme and self.config.theme in self.available_themes:
+            self.theme = self.config.theme
+        self.theme_changed_signal.subscribe(self, self._theme_changed)
+        prompt.prompts = PromptHistory(self._earlier_prompts())
+        self.banner.input_text = lambda: self.input.text
         prompt.focus()
+        self._show_saving()
+        if self.session.warning:
+            self.banner.show(self.session.warning)
+            await self.notice(self.session.warning, kind="error")
+        if self.conversation.nodes:
+            await self._show_conversation(resumed=True)
         if self.backend is not None:
             await self._model_ready(self.backend)
         else:
             self.status.set("Loading the model…", "busy")
             self._load_model()
+
+    def _earlier_prompts(self) -> list[str]:
+        """Prompt history: the saved conversations' messages (every conversation), oldest first;
+        without saving, this conversation's."""
+        store = self.session.store
+        if store is not None:
+            try:
+                return list(reversed(store.recent_prompts(PROMPT_HISTORY_SIZE)))
+            except Exception:  # a damaged database must not stop the chat: history stays empty
+                pass
+        return [node.text for node in self.conversation.path() if node.role == "user"]
+
+    # ---- saving ----
+    def _show_saving(self) -> None:
+        header = self.query_one(ChatHeader)
+        if self.session.incognito:
+            header.set_saving("incognito: not saved")
+        elif not self.session.saving:
+            header.set_saving("⚠ not saving", warning=True)
+        else:
+            header.set_saving("")
+
+    def _check_saving(self) -> None:
+        """Saving stopped (the disk filled, the file went away): say so once, keep chatting."""
+        store = self.session.store
+        if store is not None and store.error and not self._warned_saving:
+            self._warned_saving = True
+            self._show_saving()
+            self.banner.show(store.error)
 
     # ---- loading ----
     @work(thread=True, exclusive=True, group="load")
@@ -192,30 +318,99 @@ class NanochatApp(App[str | None], inherit_bindings=False):
         self.load_error = sanitize_for_terminal(message.message)
         self.query_one(ChatHeader).set_model("no model loaded", "")
         await self._add(Notice(f"Could not load the model: {self.load_error}", kind="error"))
-        self.banner.show(self.load_error)
+        self.banner.show(self.load_error, "load")
         self.status.set("No model loaded (see the message above); Ctrl+Q quits", "error")
 
     async def _model_ready(self, backend: Any) -> None:
         self.backend = backend
         self.load_error = None
-        self.banner.clear()  # ("still loading" from an early Enter no longer applies)
+        self.banner.clear("load", "loading")  # ("still loading" from an early Enter no longer applies)
         info = backend.info
+        self.conversation.model = model_identity(backend)
         self.query_one(ChatHeader).set_model(info.short_name, f"{info.device} · {info.dtype}")
+        for line in getattr(backend, "notices", []):
+            await self.notice(line)
         await self._add(Notice(f"Ready: {info.describe()}", kind="ready"))
-        self.status.set(f"Ready · {info.short_name} · /help for commands and keys")
+        self._ready_status()
+
+    def _ready_status(self) -> None:
+        if self.backend is not None:
+            self.status.set(f"Ready · {self.backend.info.short_name} · Ctrl+P commands · F1 help")
 
     # ---- the log ----
-    async def _add(self, widget) -> None:
+    async def _add(self, *widgets) -> None:
         async with self._ui_lock:
-            await self.log_view.add(widget)
+            await self.log_view.add(*widgets)
 
     async def notice(self, text: str, kind: str = "info") -> None:
         await self._add(Notice(text, kind=kind))
+
+    def _versions(self, node: Node) -> tuple[int, int] | None:
+        versions = self.conversation.siblings(node.id)
+        return (versions.index(node.id) + 1, len(versions)) if len(versions) > 1 else None
+
+    def _widget(self, node: Node):
+        if node.role == "user":
+            return UserMessage(node.text, node_id=node.id, versions=self._versions(node))
+        return AssistantMessage(node=node, versions=self._versions(node))
+
+    def _message_widgets(self) -> list[UserMessage | AssistantMessage]:
+        return [w for w in self.log_view.children if isinstance(w, (UserMessage, AssistantMessage))]
+
+    def _widget_of(self, node_id: int | None):
+        return next((w for w in self._message_widgets() if w.node_id == node_id), None)
+
+    async def _show_conversation(self, resumed: bool = False) -> None:
+        """Show the whole branch on screen (a resumed or opened conversation)."""
+        path = self.conversation.path()
+        async with self._ui_lock:
+            await self.log_view.clear()
+            if resumed:
+                title = self.conversation.title or "conversation"
+                count = len(path)
+                await self.log_view.add(Notice(f"Continuing “{title}” ({count} message{'s' if count != 1 else ''})",
+                                               kind="cleared"))
+            await self.log_view.add(*[self._widget(node) for node in path])
+        self.log_view.follow()
+
+    async def _show_from(self, old_widget, nodes: list[Node], *, locked: bool = False) -> None:
+        """Replace `old_widget` and everything after it in the log with `nodes` (a branch switch,
+        an edit, a delete). Without `old_widget` (folded away), the whole branch is shown again.
+        `locked`: the caller holds the log's lock already (the drain timer)."""
+        if old_widget is None or old_widget.parent is not self.log_view:
+            if locked:
+                await self._replace_log()
+            else:
+                async with self._ui_lock:
+                    await self._replace_log()
+            return
+        children = list(self.log_view.children)
+        doomed = children[children.index(old_widget):]
+        widgets = [self._widget(node) for node in nodes]
+        if locked:
+            await self.log_view.remove_children(doomed)
+            await self.log_view.add(*widgets)
+            return
+        async with self._ui_lock:
+            await self.log_view.remove_children(doomed)
+            await self.log_view.add(*widgets)
+
+    async def _replace_log(self) -> None:
+        await self.log_view.clear()
+        await self.log_view.add(*[self._widget(node) for node in self.conversation.path()])
+
+    def _depth(self, node_id: int) -> int:
+        return len(self.conversation.path_to(node_id)) - 1
 
     # ---- input ----
     @on(PromptInput.Submitted)
     async def _on_submitted(self, event: PromptInput.Submitted) -> None:
         await self.submit(event.text)
+
+    @on(PromptInput.Changed)
+    def _on_input_changed(self) -> None:
+        if self.input.text != self.banner.context:
+            self.banner.clear("input", "nothing")  # the banner was about text that is gone now
 
     async def submit(self, text: str) -> None:
         """What Enter does with the input's text."""
@@ -225,111 +420,217 @@ class NanochatApp(App[str | None], inherit_bindings=False):
         if parsed.command is not None:
             await self._run_command(parsed.command)
             return
-        text = parsed.text
         if self.generating:
-            self.banner.show(BUSY_MESSAGE)
+            self.banner.show(BUSY_MESSAGE, "busy")
             return
         if self.backend is None:
-            self.banner.show(self.load_error or "The model is still loading: your message stays here until it is ready")
+            self.banner.show(self.load_error or "The model is still loading: your message stays here until it is ready",
+                             "load" if self.load_error else "loading")
             return
-        message = text.strip()
-        conversation = self.history + [Message("user", message)]
+        message = parsed.text.strip()  # chat_cli strips what was typed
+        editing = self._editing
         try:
-            request = validate_messages(self._with_system(conversation))
+            if editing is not None:
+                check = self.conversation.copy()
+                check.rewind(check.nodes[editing].parent)
+                check.validate(extra_user=message)
+            else:
+                self.conversation.validate(extra_user=message)
         except ValidationError as e:
-            self.banner.show(str(e))  # the text stays in the input so it can be fixed
+            self.banner.show(sc.terminal_words(str(e)), "input")  # the text stays to be fixed
             return
         self.banner.clear()
+        self.input.prompts.add(message)
         self.input.clear()
+        if editing is not None:
+            self._end_edit()
+            old = self._widget_of(editing)
+            node = self.conversation.edit(editing, message)
+            await self._show_from(old, [node])
+        else:
+            node = self.conversation.add_user(message)
+            await self._add(UserMessage(message, node_id=node.id))
         self.log_view.follow()
-        await self._add(UserMessage(message))
-        await self._start(conversation, request, self.sampling, user_text=message)
+        await self._start(user_node=None if editing is not None else node)
 
-    def _with_system(self, conversation: list[Message]) -> list[Message]:
-        return ([Message("system", self.system)] if self.system else []) + conversation
-
+    # ---- commands ----
     async def _run_command(self, command: sc.Command) -> None:
+        """A typed command (the text stays in the input when it is refused, to be fixed)."""
         self.banner.clear()
         name = command.name
-        if name == "quit":
-            self._cancel_current()
-            self.exit(GOODBYE)
-            return
-        if name == "new":
-            self.input.clear()
-            await self.new_conversation()
-            return
-        if name == "stop":
-            self.input.clear()
-            await self.action_stop()
-            return
-        if name == "regenerate":
-            self.input.clear()
-            await self.action_regenerate()
-            return
-        if name == "edit":
-            self.input.clear()
-            await self.edit_last()
-            return
         if name == "unknown":
-            self.banner.show(sc.unknown_command_message(command))
+            self.banner.show(sc.unknown_command_message(command), "input")
             return
-        if name == "help":
-            self.input.clear()
-            await self._add(InfoPanel(sc.help_text(), classes="help"))
-            return
-        if name == "stats":
-            self.input.clear()
-            await self._add(InfoPanel(self.stats_text(), classes="stats"))
+        if name == "quit":  # typed: "Goodbye!" once the screen is gone (keys quit quietly)
+            await self.quit_app(GOODBYE)
             return
         if name in ("temperature", "top_k", "max_tokens"):
             try:
                 self.sampling, answer = sc.apply_sampling_command(command, self.sampling)
             except ValidationError as e:
-                self.banner.show(str(e))  # the rulebook's words; the command stays in the input
+                self.banner.show(sc.terminal_words(str(e)), "input")
                 return
-        elif name == "system":
-            self.system, answer = sc.apply_system_command(command, self.system)
-            answer = sanitize_for_terminal(answer)
-        else:  # commands of the registry this app does not offer yet
-            self.banner.show(f"{command.word} is not available in this version of the app")
+            self.input.clear()
+            await self.notice(answer, kind="setting")
+            return
+        if name == "system":
+            system, answer = sc.apply_system_command(command, self.system)
+            if system != self.system:
+                self.system = system
+            self.input.clear()
+            await self.notice(sanitize_for_terminal(answer), kind="setting")
+            return
+        if name == "copy" and command.arg not in (None, "code"):
+            self.banner.show("/copy copies the last reply; /copy code its last code block", "input")
+            return
+        if name == "theme" and command.arg is not None and command.arg not in self.available_themes:
+            names = ", ".join(sorted(self.available_themes))
+            self.banner.show(f"No theme {command.arg!r}: choose one of {names} (or /theme for the list)", "input")
             return
         self.input.clear()
-        await self.notice(answer, kind="setting")
+        await self.run_named(name, command.arg)
 
-    def stats_text(self) -> str:
-        launch = dict(self.config.model.as_stats())
-        c = self.config.sampling
-        launch.update(temperature=c.temperature, top_k=c.top_k, max_tokens=c.max_tokens, seed=c.seed,
-                      system=self.config.system is not None, debug=self.config.debug)
-        return sc.stats_text(
-            info=getattr(self.backend, "info", None), sampling=self.sampling, system=self.system,
-            launch=launch, messages=len(self.history), last_summary=self.last_summary,
-            replies=self.replies, total_tokens=self.total_tokens,
-        )
+    async def run_named(self, name: str, arg: str | None = None, target=None) -> None:
+        """Run a registry command: from a key, a slash command, the palette or a selected
+        message (`target`: that message's widget; None: the last one it applies to)."""
+        if name == "quit":
+            await self.quit_app()
+        elif name == "new":
+            await self.new_conversation()
+        elif name == "stop":
+            await self.action_stop()
+        elif name == "interrupt":
+            await self._interrupt()
+        elif name == "regenerate":
+            await self.regenerate(target)
+        elif name == "edit":
+            await self.edit(target)
+        elif name == "copy":
+            self.copy_message(target, code=arg == "code")
+        elif name == "copy_code":
+            self.copy_message(target, code=True)
+        elif name in ("previous_version", "next_version"):
+            await self.switch_version(target, -1 if name == "previous_version" else 1)
+        elif name == "delete":
+            await self.delete_message(target)
+        elif name == "messages":
+            self.select_last_message()
+        elif name == "help":
+            await self._add(InfoPanel(sc.help_text(), sections=self._help_sections(), classes="help"))
+        elif name == "stats":
+            await self._add(InfoPanel(self.stats_text(), sections=[("Stats", self.stats_rows())], classes="stats"))
+        elif name == "model":
+            await self._add(InfoPanel("", sections=[("Model", self.model_rows())], classes="model"))
+        elif name == "conversations":
+            self.open_conversations()
+        elif name == "export":
+            await self._export_command(arg)
+        elif name == "theme":
+            if arg is None:
+                self.search_themes()
+            else:
+                self.theme = arg
+                await self.notice(f"theme set to {arg}", kind="setting")
+        elif name == "settings":
+            self.open_settings()
+        elif name in ("temperature", "top_k", "max_tokens", "system"):
+            await self._run_command(sc.Command(name, arg, name))
+        else:  # pragma: no cover - every TUI command is handled above
+            self.banner.show(f"{name} is not available in this version of the app")
+
+    def _help_sections(self) -> list[tuple[str, list[tuple[str, str]]]]:
+        return sc.help_sections(sc.TUI) + [("Sending a slash", [("//text", sc.HELP_FOOTNOTE)])]
+
+    async def action_command(self, name: str) -> None:
+        """A key of the registry (see _bindings)."""
+        await self.run_named(name)
+
+    async def palette_command(self, name: str) -> None:
+        """A command chosen in the palette. Those that take a value are put in the input to be
+        completed (with the current value shown)."""
+        if name in NEEDS_VALUE:
+            spec = sc.BY_NAME[name]
+            current = self.system if name == "system" and self.system else ""
+            self.input.set_text(f"{spec.slash[0]} {current}")
+            self.input.focus()
+            await self._run_command(sc.Command(name, None, spec.slash[0]))  # shows the current value
+            self.input.set_text(f"{spec.slash[0]} {current}")
+            return
+        await self.run_named(name)
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        stack = self.screen_stack
+        on_main = bool(stack) and self.screen is stack[0]
+        if action == "command":
+            name = parameters[0] if parameters else ""
+            if not on_main:
+                # in a dialog (the palette, the conversation list) only leaving keys act; the
+                # others go to the dialog (Esc closes it, Shift+Tab moves its focus)
+                return True if name in ("quit", "interrupt") else False
+            if name == "stop":
+                # Esc passes through to the focused widget when there is nothing to stop or
+                # dismiss (False: not shown in the footer, and the key goes on)
+                return True if (self.generating or self.banner.visible) else False
+            if name == "messages" and isinstance(self.focused, (UserMessage, AssistantMessage)):
+                return False  # already there (Shift+Tab then moves the selection up)
+            return True
+        if action == "cancel_edit":
+            return on_main and self._editing is not None and not self.generating
+        if action in ("scroll_log", "message_command", "select_message", "leave_messages"):
+            return on_main
+        return True
+
+    async def _interrupt(self) -> None:
+        """Ctrl+C: stop the reply; with none streaming, a first press says how to quit and a
+        second one within 2 s quits."""
+        if self.generating:
+            await self.action_stop()
+            return
+        now = time.monotonic()
+        if now < self._quit_armed_until:
+            await self.quit_app()
+            return
+        self._quit_armed_until = now + QUIT_AGAIN_S
+        self.notify("Press Ctrl+C again to quit (Ctrl+Q quits at once)", title="Quit?", timeout=QUIT_AGAIN_S)
 
     # ---- generation ----
-    async def _start(self, conversation: list[Message], request: list[Message],
-                     sampling: SamplingParams, *, user_text: str | None) -> None:
+    def _seed_for(self, reply_parent: int | None) -> int | None:
+        """A new version of a reply gets a new seed (else the same reply would come back)."""
+        seed = self.sampling.seed
+        if seed is None:
+            return None
+        earlier = len(self.conversation.children.get(reply_parent, [])) if reply_parent is not None else 0
+        return (seed + earlier) % 2**63
+
+    async def _start(self, *, user_node: Node | None) -> None:
+        """Stream a reply to the conversation's last message (a new version when one exists)."""
+        sampling = self.sampling
+        seed = self._seed_for(self.conversation.head)
+        if seed != sampling.seed:
+            sampling = replace(sampling, seed=seed)
+        recorder = ReplyRecorder.start(self.conversation, self.backend, seed=seed)
         self._gen_ids += 1
-        widget = AssistantMessage(classes="assistant")
-        gen = _Generation(self._gen_ids, conversation, widget, user_text=user_text)
+        widget = AssistantMessage(node_id=recorder.node.id, versions=self._versions(recorder.node),
+                                  classes="assistant")
+        gen = _Generation(self._gen_ids, recorder, widget, user_node=user_node)
         self._current = gen
         self._gc_freeze()
         await self._add(widget)
-        self.status.set("Generating… (Esc stops)", "busy")
+        self.status.set("Generating… (Esc or Ctrl+C stops)", "busy")
         self.refresh_bindings()
         self._flush_timer.resume()
-        self._generate(gen, request, sampling)
+        self._generate(gen, recorder.request, sampling)
 
     @work(thread=True, group="generate", exit_on_error=False)
-    def _generate(self, gen: _Generation, request: list[Message], sampling: SamplingParams) -> None:
-        """Runs the engine; never touches widgets (only the queue)."""
+    def _generate(self, gen: _Generation, request: Conversation, sampling: SamplingParams) -> None:
+        """Runs the engine; never touches widgets or the conversation (only the queue)."""
         with self._backend_lock:  # a stopped reply finishes its last step before the next starts
             try:
                 if not gen.cancel.is_set():
                     for event in self.backend.chat(request, sampling, cancel=gen.cancel):
                         gen.queue.append(event)
+                else:
+                    gen.queue.append(Done(reason="cancelled", stats=GenerationStats(0, 0, 0.0, 0.0)))
             except ValidationError as e:
                 gen.queue.append(ErrorEvent(str(e)))
             except Exception as e:  # an engine bug must not kill the app: one line in the banner
@@ -338,9 +639,15 @@ class NanochatApp(App[str | None], inherit_bindings=False):
                 gen.queue.append(_END)
 
     async def _drain(self) -> None:
-        """Move queued events to the screen (timer callback, UI thread)."""
+        """Move queued events to the conversation and the screen (timer callback, UI thread)."""
+        try:
+            await self._drain_queue()
+        except NoMatches:  # the screen went away while a reply streamed (the app is closing)
+            self._flush_timer.pause()
+
+    async def _drain_queue(self) -> None:
         gen = self._current
-        if gen is None:
+        if gen is None or self._exit or self._closing:  # (none, or the screen is going away)
             self._flush_timer.pause()
             return
         if not gen.queue:
@@ -358,11 +665,14 @@ class NanochatApp(App[str | None], inherit_bindings=False):
                 if pending:
                     await self._show_text(gen, "".join(pending))
                     pending = []
+                if event is _END:
+                    await self._failed(gen, "the reply ended without finishing")
+                    return
+                gen.recorder.feed(event)
                 if isinstance(event, ToolCall):
-                    await gen.widget.add_tool_call(sanitize_for_terminal(event.expression))
+                    await gen.widget.add_tool_call(event.expression)
                 elif isinstance(event, ToolResult):
-                    result = None if event.result is None else sanitize_for_terminal(event.result)
-                    gen.widget.set_tool_result(sanitize_for_terminal(event.expression), result)
+                    gen.widget.set_tool_result(event.expression, event.result)
                 elif isinstance(event, Done):
                     gen.done = event
                     await self._finished(gen, event)
@@ -370,28 +680,24 @@ class NanochatApp(App[str | None], inherit_bindings=False):
                 elif isinstance(event, ErrorEvent):
                     await self._failed(gen, event.message)
                     return
-                elif event is _END:
-                    await self._failed(gen, "the reply ended without finishing")
-                    return
             if pending:
                 await self._show_text(gen, "".join(pending))
 
     async def _show_text(self, gen: _Generation, text: str) -> None:
         if gen.first_text_at is None:
             gen.first_text_at = time.perf_counter()
-        await gen.widget.append(sanitize_for_terminal(text))
+        gen.recorder.feed(TextDelta(text))
+        await gen.widget.append(text)
 
     def _end_generation(self) -> None:
         self._current = None
         self._flush_timer.pause()
+        self.banner.clear("busy")  # "a reply is still streaming" no longer holds
         self.refresh_bindings()
 
     async def _finished(self, gen: _Generation, done: Done) -> None:
-        await gen.widget.finish(done.reason)
+        await gen.widget.finish(done.reason, state=gen.recorder.node.state)
         self._end_generation()
-        self.history = list(gen.conversation)
-        if done.parts and any(p["text"] for p in done.parts):
-            self.history.append(Message("assistant", tuple(done.parts)))
         self.replies += 1
         self.total_tokens += done.stats.generated_tokens
         self.last_stats = done.stats
@@ -402,20 +708,38 @@ class NanochatApp(App[str | None], inherit_bindings=False):
             summary += " · max tokens reached"
         self.last_summary = summary
         self.status.set(summary)
+        self._check_saving()
 
     async def _failed(self, gen: _Generation, message: str) -> None:
-        """An engine error: the banner says why; the message goes back into the input."""
-        message = sanitize_for_terminal(message)
+        """The engine failed. A new message that got no text back is undone (it leaves the
+        conversation and returns to the input); otherwise the reply stays in the conversation,
+        marked failed (left out of what the model sees). Either way the banner says why."""
+        message = sc.terminal_words(one_line(sanitize_for_terminal(message)))
+        recorder = gen.recorder
+        if recorder.error is None:  # it ended without a word: record why
+            recorder.error = message
+            self.conversation.fail_reply(recorder.node, message)
         self._end_generation()
-        await gen.widget.remove()
-        if gen.user_text is not None and not self.input.text:
-            # nothing is lost: the user's message returns to the input, the bubble goes
-            bubbles = list(self.log_view.query(UserMessage))
-            if bubbles and bubbles[-1].text == gen.user_text:
-                await bubbles[-1].remove()
-            self.input.set_text(gen.user_text)
+        user = gen.user_node
+        if user is not None and not recorder.parts and not self.input.text and user.id in self.conversation.nodes:
+            self.conversation.discard(user.id)
+            self._forget_if_empty()
+            await self._show_from(self._widget_of(user.id), [], locked=True)
+            self.input.set_text(user.text)
+        else:
+            await gen.widget.finish("error", state="error", error=message)
         self.banner.show(message)
-        self.status.set("The reply failed (see the banner)", "error")
+        self.status.set("The reply failed (see the banner; Ctrl+R tries again)", "error")
+
+    def _forget_if_empty(self) -> None:
+        """A saved conversation that lost its only exchange leaves no empty row behind."""
+        conv, store = self.conversation, self.session.store
+        if not conv.nodes and conv.id is not None and store is not None and store.error is None:
+            try:
+                store.delete(conv.id)
+            except Exception:  # pragma: no cover - the store reports its own failures
+                pass
+            conv.id = None
 
     def _gc_freeze(self) -> None:
         """Before a reply streams, move every object alive now out of the garbage collector's
@@ -431,18 +755,23 @@ class NanochatApp(App[str | None], inherit_bindings=False):
             gc.unfreeze()
             gc.collect()
 
-    def _cancel_current(self) -> None:
-        if self._current is not None:
-            self._current.cancel.set()
+    async def _settle(self) -> None:
+        """Stop the reply in flight and wait (briefly) until it is recorded as stopped, so that
+        quitting or leaving the conversation loses nothing. An engine that does not stop in
+        time leaves the reply saved as it was (shown as interrupted when reopened)."""
+        gen = self._current
+        if gen is None:
+            return
+        gen.cancel.set()
+        deadline = time.monotonic() + SETTLE_S
+        while self._current is gen and time.monotonic() < deadline:
+            await asyncio.sleep(self._flush_interval)
+            await self._drain()
+        if self._current is gen:
+            gen.recorder.flush()
+            self._end_generation()
 
     # ---- actions ----
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        if action == "stop":
-            # Esc passes through to the focused widget when there is nothing to stop or dismiss
-            # (None: shown dimmed in the footer, and the key goes on to the focused widget)
-            return True if (self.generating or self.banner.visible) else None
-        return True
-
     async def action_stop(self) -> None:
         gen = self._current
         if gen is not None:
@@ -452,8 +781,11 @@ class NanochatApp(App[str | None], inherit_bindings=False):
             self.banner.clear()
             self.refresh_bindings()
 
-    async def action_new_conversation(self) -> None:
-        await self.new_conversation()
+    async def action_cancel_edit(self) -> None:
+        self._end_edit()
+        self.input.set_text(self._draft)
+        self._draft = ""
+        self._ready_status()
 
     @on(ChatHeader.NewConversation)
     async def _on_header_new(self) -> None:
@@ -461,76 +793,219 @@ class NanochatApp(App[str | None], inherit_bindings=False):
         self.input.focus()
 
     async def new_conversation(self) -> None:
-        self._cancel_current()
-        self._end_generation()
+        """A new, empty conversation (the settings and system message carry over)."""
+        await self._settle()
+        self._end_edit()
+        conversation = start_conversation(self.session, replace(self.config.history, resume=None),
+                                          system=self.system, sampling=self.sampling)
+        await self._open(conversation, notice="New conversation")
+
+    async def _open(self, conversation: Conversation, *, notice: str | None = None) -> None:
+        """Show `conversation` instead of the current one."""
+        self._detach(self.conversation)
+        self.conversation = conversation
+        if self.backend is not None:
+            conversation.model = model_identity(self.backend)  # the model that answers from now on
         async with self._ui_lock:
             await self.log_view.clear()
-            self.history = []
-            self._regenerations = 0
             self.banner.clear()
-            await self.log_view.mount(Notice("New conversation", kind="cleared"))
+            if notice:
+                await self.log_view.mount(Notice(notice, kind="cleared"))
+        if conversation.nodes:
+            path = conversation.path()
+            async with self._ui_lock:
+                await self.log_view.add(*[self._widget(node) for node in path])
+            self.log_view.follow()
         self.call_after_refresh(self._gc_release)
-        name = self.backend.info.short_name if self.backend is not None else "no model"
-        self.status.set(f"Ready · {name}" if self.backend is not None else self.status.text)
+        self._ready_status()
 
-    async def action_regenerate(self) -> None:
+    def _detach(self, conversation: Conversation) -> None:
+        """Stop saving a conversation we leave (the one shown next gets its own observer)."""
+        conversation.observers.clear()
+
+    def _last(self, role: str) -> Node | None:
+        return next((n for n in reversed(self.conversation.path()) if n.role == role), None)
+
+    def _target_node(self, target, role: str | None = None) -> Node | None:
+        """The node a message command acts on: the selected message, else the last of `role`."""
+        if target is not None:
+            return self.conversation.nodes.get(target.node_id)
+        return self._last(role) if role else self.conversation.last
+
+    async def regenerate(self, target=None) -> None:
+        """A new version of a reply (the selected one, else the last); the old one is kept."""
         if self.generating:
-            self.banner.show("A reply is still streaming: press Esc to stop it first")
+            self.banner.show("A reply is still streaming: press Esc to stop it first", "busy")
             return
         if self.backend is None:
-            self.banner.show(self.load_error or "The model is still loading")
+            self.banner.show(self.load_error or "The model is still loading", "loading")
             return
-        conversation = list(self.history)
-        if conversation and conversation[-1].role == "assistant":
-            conversation.pop()
-        if not conversation or conversation[-1].role != "user":
-            self.banner.show("Nothing to regenerate yet")
+        node = self._target_node(target)
+        if node is not None and node.role == "assistant":
+            question = self.conversation.nodes.get(node.parent)
+        else:
+            question = node if node is not None else None
+        if question is None or question.role != "user":
+            self.banner.show("Nothing to regenerate yet", "nothing")
             return
+        check = self.conversation.copy()
+        check.rewind(question.id)
         try:
-            request = validate_messages(self._with_system(conversation))
+            check.validate()
         except ValidationError as e:
-            self.banner.show(str(e))
+            self.banner.show(sc.terminal_words(str(e)))
             return
         self.banner.clear()
-        async with self._ui_lock:
-            replies = list(self.log_view.query(AssistantMessage))
-            if replies and self.history and self.history[-1].role == "assistant":
-                await self._remove_from(replies[-1])
-        self._regenerations += 1
-        sampling = self.sampling
-        if sampling.seed is not None:  # a different seed, or the same reply would come back
-            sampling = sampling.with_overrides(seed=(sampling.seed + self._regenerations) % 2**63)
-        self.history = conversation
+        old = None
+        if self.conversation.children.get(question.id):
+            shown = next((n for n in self.conversation.path() if n.parent == question.id), None)
+            old = self._widget_of(shown.id) if shown is not None else None
+        self.conversation.rewind(question.id)
+        if old is not None:
+            await self._show_from(old, [])
+        self.input.focus()
         self.log_view.follow()
-        await self._start(conversation, request, sampling, user_text=None)
+        await self._start(user_node=None)
 
-    async def _remove_from(self, widget) -> None:
-        """Remove `widget` and everything after it from the log."""
-        children = list(self.log_view.children)
-        index = children.index(widget)
-        await self.log_view.remove_children(children[index:])
-
-    @on(PromptInput.EditLast)
-    async def _on_edit_last(self) -> None:
-        await self.edit_last()
-
-    async def edit_last(self) -> None:
-        """Put the last user message back in the input and rewind the conversation to before it."""
+    async def edit(self, target=None) -> None:
+        """Put a message of yours (the selected one, else the last) in the input; sending it
+        adds a new version from there. Nothing is removed until then; Esc cancels."""
         if self.generating:
-            self.banner.show("A reply is still streaming: press Esc to stop it first")
+            self.banner.show("A reply is still streaming: press Esc to stop it first", "busy")
             return
-        users = [i for i, m in enumerate(self.history) if m.role == "user"]
-        if not users:
+        node = self._target_node(target, "user")
+        if node is not None and node.role == "assistant":
+            node = self.conversation.nodes.get(node.parent)
+        if node is None:
+            self.banner.show("Nothing to edit yet: your messages can be edited once sent", "nothing")
             return
-        index = users[-1]
-        text = self.history[index].text
-        async with self._ui_lock:
-            bubbles = list(self.log_view.query(UserMessage))
-            if bubbles:
-                await self._remove_from(bubbles[-1])
-        self.history = self.history[:index]
-        self.input.set_text(text)
-        self.status.set("Editing your last message: Enter resends it from here")
+        if self._editing is None:
+            self._draft = self.input.text  # given back if the edit is cancelled
+        self._end_edit()
+        self._editing = node.id
+        widget = self._widget_of(node.id)
+        if widget is not None:
+            widget.add_class("-editing")
+        self.input.set_text(node.text)
+        self.input.focus()
+        users = [n.id for n in self.conversation.path() if n.role == "user"]
+        which = "your message" if len(users) == 1 or node.id == users[-1] else \
+            f"your {_ordinal(users.index(node.id) + 1)} message" if node.id in users else "your message"
+        self.status.set(f"Editing {which}: Enter sends it as a new version (the old one stays); Esc cancels")
+        self.refresh_bindings()
+
+    def _end_edit(self) -> None:
+        if self._editing is not None:
+            widget = self._widget_of(self._editing)
+            if widget is not None:
+                widget.remove_class("-editing")
+        self._editing = None
+        self.refresh_bindings()
+
+    def copy_message(self, target=None, *, code: bool = False) -> None:
+        """Copy a message (the selected one, else the last reply), or one of its code blocks
+        (pressed again on the same message: the next block) to the clipboard (OSC 52)."""
+        node = self._target_node(target, "assistant")
+        if node is None:
+            self.banner.show("Nothing to copy yet", "nothing")
+            return
+        who = "your message" if node.role == "user" else "the reply"
+        if not code:
+            self._copy(node.text, who)
+            return
+        blocks = code_blocks(node.text)
+        if not blocks:
+            self.banner.show(f"{who[0].upper() + who[1:]} has no code block", "nothing")
+            return
+        widget = target if target is not None else self._widget_of(node.id)
+        index = 0
+        if isinstance(widget, AssistantMessage):
+            index = (widget.copied_block + 1) % len(blocks) if target is not None else len(blocks) - 1
+            widget.copied_block = index
+        self._copy(blocks[index], f"code block {index + 1} of {len(blocks)}")
+
+    def _copy(self, text: str, what: str) -> None:
+        self.copy_to_clipboard(text)
+        self.notify(copied_message(what, text), title="Copied")
+
+    async def switch_version(self, target=None, step: int = 1) -> None:
+        """Show another version of a message (the selected one, else the last reply)."""
+        if self.generating:
+            self.banner.show("A reply is still streaming: press Esc to stop it first", "busy")
+            return
+        node = self._target_node(target, "assistant")
+        if node is None or len(self.conversation.siblings(node.id)) < 2:
+            self.banner.show("This message has only one version (Ctrl+R or editing makes more)", "nothing")
+            return
+        old = self._widget_of(node.id)
+        self.conversation.switch(node.id, step)
+        depth = self._depth(node.id)
+        nodes = self.conversation.path()[depth:]
+        await self._show_from(old, nodes)
+        if target is not None and nodes:
+            replacement = self._widget_of(nodes[0].id)
+            if replacement is not None:
+                replacement.focus()
+
+    async def delete_message(self, target=None) -> None:
+        """Delete a message and everything after it, once the user confirms."""
+        if self.generating:
+            self.banner.show("A reply is still streaming: press Esc to stop it first", "busy")
+            return
+        node = self._target_node(target)
+        if node is None:
+            return
+        after = len(self.conversation.path()) - self._depth(node.id) - 1
+        what = "your message" if node.role == "user" else "this reply"
+        question = f"Delete {what}" + (f" and the {after} message{'s' if after != 1 else ''} after it" if after else "") \
+            + "? Other versions stay. This cannot be undone."
+
+        async def confirmed(yes: bool | None) -> None:
+            if not yes or node.id not in self.conversation.nodes:
+                return
+            old = self._widget_of(node.id)
+            depth = self._depth(node.id)
+            parent = node.parent
+            self.conversation.discard(node.id)
+            if self.conversation.children.get(parent):
+                self.conversation.rewind(self.conversation.latest_leaf(parent) if parent is not None
+                                         else self.conversation.latest_leaf(self.conversation.children[None][-1]))
+            self._forget_if_empty()
+            await self._show_from(old, self.conversation.path()[depth:])
+            self.input.focus()
+            self.notify("Deleted", timeout=2)
+
+        self.push_screen(ConfirmScreen(question, yes="Delete"), confirmed)
+
+    # ---- selecting messages ----
+    def select_last_message(self) -> None:
+        widgets = self._message_widgets()
+        if not widgets:
+            self.notify("No messages yet", timeout=2)
+            return
+        self._focus_message(widgets[-1])
+
+    def _focus_message(self, widget) -> None:
+        widget.focus()
+        self.log_view.scroll_to_widget(widget, animate=False, top=widget.outer_size.height > self.log_view.size.height)
+
+    def action_select_message(self, step: int) -> None:
+        widgets = self._message_widgets()
+        focused = self.focused
+        if not widgets or focused not in widgets:
+            return
+        index = max(0, min(len(widgets) - 1, widgets.index(focused) + step))
+        self._focus_message(widgets[index])
+
+    def action_leave_messages(self) -> None:
+        self.input.focus()
+        log = self.log_view
+        if log.scroll_y >= log.max_scroll_y - 1:
+            log.follow()
+
+    async def action_message_command(self, name: str) -> None:
+        target = self.focused if isinstance(self.focused, (UserMessage, AssistantMessage)) else None
+        await self.run_named(name, target=target)
 
     def action_scroll_log(self, direction: int) -> None:
         log = self.log_view
@@ -539,20 +1014,212 @@ class NanochatApp(App[str | None], inherit_bindings=False):
         else:
             log.scroll_page_down()
 
+    # ---- conversations ----
+    def list_conversations(self, search: str) -> list[Any]:
+        store = self.session.store
+        if store is None:
+            return []
+        return store.search(search) if search else store.list()
+
+    def open_conversations(self) -> None:
+        saving = None if self.session.store is not None else (
+            "history is off (--no-history, or history = false in the settings file)" if self.session.incognito
+            else (self.session.warning or "history unavailable"))
+
+        async def chosen(conversation_id: int | None) -> None:
+            if conversation_id is None or conversation_id == self.conversation.id:
+                self.input.focus()
+                return
+            await self.open_saved(conversation_id)
+
+        self.push_screen(ConversationsScreen(self, current=self.conversation.id, saving=saving), chosen)
+
+    async def open_saved(self, conversation_id: int) -> None:
+        store = self.session.store
+        assert store is not None
+        await self._settle()
+        self._end_edit()
+        try:
+            conversation = store.load(conversation_id)
+        except NanochatError as e:
+            self.banner.show(str(e))
+            return
+        conversation.sampling = self.sampling  # this session's settings apply from now on
+        store.attach(conversation)
+        count = len(conversation.path())
+        await self._open(conversation, notice=f"Opened “{conversation.title or 'conversation'}” "
+                                              f"({count} message{'s' if count != 1 else ''})")
+        self.input.focus()
+
+    def rename_conversation(self, conversation_id: int, title: str) -> None:
+        if conversation_id == self.conversation.id:
+            self.conversation.set_title(title)  # (saved through the conversation, which would
+        elif self.session.store is not None:   # otherwise write its old title back)
+            self.session.store.rename(conversation_id, title)
+
+    async def delete_conversation(self, conversation_id: int) -> None:
+        store = self.session.store
+        if store is None:
+            return
+        if conversation_id == self.conversation.id:
+            await self._settle()
+            self._detach(self.conversation)
+            store.delete(conversation_id)
+            await self.new_conversation()
+        else:
+            store.delete(conversation_id)
+        self.notify("Conversation deleted", timeout=2)
+
+    def export_conversation(self, conversation_id: int | None, fmt: str, path: str | None = None) -> str:
+        """Write a conversation (None: the current one) as Markdown or JSON; returns where."""
+        from nanochat_core.history import export_json, export_markdown
+
+        if conversation_id is None or conversation_id == self.conversation.id:
+            conversation = self.conversation
+        else:
+            assert self.session.store is not None
+            conversation = self.session.store.load(conversation_id)
+        ext = "json" if fmt == "json" else "md"
+        text = (json.dumps(export_json(conversation), ensure_ascii=False, indent=2) + "\n" if ext == "json"
+                else export_markdown(conversation))
+        target = Path(path).expanduser() if path else None
+        if target is None or target.is_dir():
+            folder = target or Path.cwd()
+            stem = f"nanochat-{_slug(conversation.title)}"
+            target = folder / f"{stem}.{ext}"
+            n = 2
+            while target.exists():
+                target = folder / f"{stem}-{n}.{ext}"
+                n += 1
+        try:
+            target.write_text(text, encoding="utf-8")
+        except OSError as e:
+            raise ExportFailed(f"cannot write {target}: {e.strerror or e}") from None
+        return str(target.resolve())
+
+    async def _export_command(self, arg: str | None) -> None:
+        words = (arg or "").split(maxsplit=1)
+        fmt = "md"
+        if words and words[0].lower() in ("md", "markdown", "json"):
+            fmt = "json" if words[0].lower() == "json" else "md"
+            words = words[1:]
+        path = words[0] if words else None
+        if not self.conversation.nodes:
+            self.banner.show("Nothing to export yet", "nothing")
+            return
+        try:
+            where = self.export_conversation(None, fmt, path)
+        except NanochatError as e:
+            self.banner.show(str(e))
+            return
+        await self.notice(f"Exported to {where}", kind="setting")
+
+    # ---- model, theme, settings ----
+    def model_rows(self) -> list[tuple[str, str]]:
+        if self.backend is None:
+            rows = [("model", self.load_error and f"not loaded: {self.load_error}" or "loading…")]
+        else:
+            info = self.backend.info
+            rows = [("loaded", info.describe())]
+            for key, value in model_identity(self.backend).items():
+                if value not in (None, ""):
+                    rows.append((key.replace("_", " "), str(value)))
+        rows.append(("another", "start again with --model-dir DIR, -i base|sft|rl, -g TAG, -s STEP, or --server URL"))
+        return rows
+
+    def _theme_changed(self, theme: Any) -> None:
+        name = getattr(theme, "name", str(theme))
+        if name == self._saved_theme or (self._saved_theme is None and name == DEFAULT_THEME):
+            return
+        try:
+            settings_file.save_values({"theme": name}, self.settings_path)
+        except NanochatError as e:
+            self.notify(one_line(str(e)), severity="error")
+            return
+        self._saved_theme = name
+        self.notify(f"Theme {name} (remembered in {settings_file.shown_path(self.settings_path)})", timeout=3)
+
+    def open_settings(self) -> None:
+        def done(result: SettingsResult | None) -> None:
+            self.input.focus()
+            if result is None:
+                return
+            if result.sampling != self.sampling:
+                self.sampling = result.sampling
+            if result.system != self.system:
+                self.system = result.system
+            if result.theme != self.theme:
+                self.theme = result.theme
+            if result.save:
+                try:
+                    where = settings_file.save_values(
+                        {"temperature": result.sampling.temperature, "top_k": result.sampling.top_k or 0,
+                         "max_tokens": result.sampling.max_tokens, "system": result.system,
+                         "theme": result.theme}, self.settings_path)
+                except NanochatError as e:
+                    self.banner.show(str(e))
+                    return
+                self._saved_theme = result.theme
+                self.notify(f"Saved as defaults in {settings_file.shown_path(where)}", timeout=3)
+            else:
+                self.notify("Settings applied to this session", timeout=2)
+
+        self.push_screen(SettingsScreen(
+            sampling=self.sampling, system=self.system, theme=self.theme,
+            themes=sorted(self.available_themes), settings_path=settings_file.shown_path(self.settings_path),
+            history=self.session.status), done)
+
+    # ---- /stats ----
+    def stats_rows(self) -> list[tuple[str, str]]:
+        path = self.conversation.path()
+        return sc.stats_rows(
+            info=getattr(self.backend, "info", None), sampling=self.sampling, system=self.system,
+            launch=sc.launch_flags(self.config.model.as_stats(), self.config.sampling,
+                                   system=self.config.system, debug=self.config.debug),
+            messages=len(path), last_summary=self.last_summary, replies=self.replies,
+            total_tokens=self.total_tokens, saving=self.session.status,
+        )
+
+    def stats_text(self) -> str:
+        return "\n".join(["Stats", *sc.aligned_rows(self.stats_rows())])
+
+    # ---- quitting ----
+    async def quit_app(self, result: str | None = None) -> None:
+        """Quit without losing anything: a streaming reply is stopped and recorded first."""
+        await self._settle()
+        self.exit(result)
+
     async def action_quit(self) -> None:
-        self._cancel_current()
-        self.exit()
+        await self.quit_app()
+
+
+class ExportFailed(NanochatError):
+    """An export could not be written (one line)."""
 
 
 def run_tui(config: ChatConfig) -> int:
     """Run the full-screen chat; returns the exit code. Prints "Goodbye!" after the screen closes
-    when the user typed quit/exit. Exit code 2 when the model never loaded (like the CLI)."""
-    app = NanochatApp(config, manage_gc=True)
+    when the user typed quit/exit. A model that never loaded is raised again once the screen is
+    gone (the CLI prints it as one error line, exit 2), so it is not lost with the screen."""
+    session = open_session(config.history)
+    conversation = start_conversation(session, config.history, system=config.system, sampling=config.sampling)
+    if config.theme is not None:
+        _check_theme(config.theme)
+    app = NanochatApp(config, session=session, conversation=conversation, manage_gc=True)
     result = app.run()
     if app.return_code:
         return app.return_code
     if result == GOODBYE:
         print("Goodbye!")
     if app.backend is None and app.load_error is not None:
-        return 2
+        raise ModelLoadFailed(f"could not load the model: {app.load_error}")
     return 0
+
+
+def _check_theme(name: str) -> None:
+    from textual.theme import BUILTIN_THEMES
+
+    if name not in BUILTIN_THEMES:
+        names = ", ".join(sorted(BUILTIN_THEMES))
+        raise settings_file.SettingsError(
+            f"{settings_file.shown_path()}: theme: no theme {name!r} (choose one of {names})")

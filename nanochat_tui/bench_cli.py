@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "nanochat's chat_web.py), e.g. http://gpu-box:8000; nothing is loaded here")
     g.add_argument("--api-key", default=None, metavar="KEY",
                    help="with --url: the key of a server started with --api-key")
+    p.add_argument("--nanochat", default=None, metavar="PATH",
+                   help="also run nanochat's own Engine from this checkout (default: $NANOCHAT_SRC) on "
+                        "the same weights, alternating runs, and report the ratios")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     add_model_flags(p)
     return p
@@ -67,23 +70,22 @@ def run_bench(args: argparse.Namespace, selection: ModelSelection) -> int:
         raise UsageError("--api-key is for --serve --url (a running server started with --api-key)")
     if args.batch_size is None:  # None only tells --serve "one slot per stream"; here it is 1
         args.batch_size = 1
-    from nanochat_core.api import resolve_device_and_dtype
-    from nanochat_core.bench import random_chat_model, run_benchmark, run_multi_turn
+    from nanochat_core.bench import run_benchmark, run_multi_turn, run_side_by_side
 
     try:
-        if args.random:
-            device, dtype = resolve_device_and_dtype(selection.device_type, selection.dtype)
-            chat_model = random_chat_model(args.random, device, dtype)
-            label = f"random gen5 {args.random}"
-        else:
-            chat_model = selection.load()
-            for notice in chat_model.notices:
-                say(notice, sys.stderr)
-            label = chat_model.info.short_name
+        if args.nanochat is not None and not args.random:
+            raise ValueError("--nanochat compares both engines on random weights: add --random SHAPE "
+                             "(e.g. --random d8:512:8192)")
+        if args.nanochat is not None and args.batch_size != 1:
+            raise ValueError("--nanochat measures batch 1 (nanochat's Engine decodes one conversation)")
+        chat_model, label = _load_for_serving(args, selection)
         result = run_benchmark(chat_model.model, args.prompt_tokens, args.decode_tokens, args.batch_size,
                                repeats=args.repeats, naive=args.naive, seed=args.seed)
         if args.turns:
             result["multi_turn"] = run_multi_turn(chat_model, args.turns, args.reply_tokens, seed=args.seed)
+        if args.random and args.batch_size == 1:  # side by side with nanochat's Engine, or why not
+            result["nanochat"] = run_side_by_side(args.random, chat_model, args.nanochat, args.prompt_tokens,
+                                                  args.decode_tokens, max(args.repeats, 3), args.seed)
     except ValueError as e:  # the benchmark's own checks (sizes, shapes): one line, exit 2
         if isinstance(e, NanochatError):
             raise
@@ -103,7 +105,17 @@ def run_bench(args: argparse.Namespace, selection: ModelSelection) -> int:
               f"at turn 1, {mt['ttft_last_turn_ms']:.1f} ms at turn {mt['turns']} ({mt['ttft_last_vs_first']}x; "
               f"{mt['last_turn_cached_tokens']}/{mt['last_turn_prompt_tokens']} prompt tokens from the cache)")
         say(f"  without reuse  {mt['no_reuse_ttft_last_turn_ms']:.1f} ms at turn {mt['turns']} ({mt['no_reuse_last_vs_first']}x)")
-    say(f"peak memory      {result['peak_memory_mb']:.0f} MB")
+    say(f"memory traffic   {result['decode_bytes_per_s'] / 1e9:.1f} GB/s of weights read while decoding, "
+        f"{result['bandwidth_fraction']:.0%} of this machine's {result['memory_bandwidth_bytes_per_s'] / 1e9:.1f} GB/s (copy test)")
+    say(f"peak memory      {result['peak_memory_mb']:.0f} MB (KV cache {result['kv_cache_bytes'] / 2**20:.1f} MB)")
+    side = result.get("nanochat")
+    if side and side["run"]:
+        say(f"nanochat Engine  first token {side['nanochat']['ttft_ms']:.1f} ms, decode {side['nanochat']['decode_tok_s']:.1f} tok/s "
+            f"(fp32); ours {side['ours']['ttft_ms']:.1f} ms, {side['ours']['decode_tok_s']:.1f} tok/s")
+        say(f"  ratios         decode {side['decode_ratio']}x, first token {side['ttft_ratio']}x "
+            f"(medians; {side['repeats']} runs, steps alternating; >1: ours faster)")
+    elif side:
+        say(f"nanochat Engine  {side['note']}")
     print(json.dumps(result))
     return 0
 
@@ -120,7 +132,8 @@ def _check_serve_flags(args: argparse.Namespace) -> None:
     if args.serve is None:
         raise ServingBenchError("--url needs --serve N (the number of concurrent streams)")
     engine_only = [flag for flag, on in (("--naive", args.naive), ("--turns", args.turns),
-                                         ("--repeats", args.repeats != 1)) if on]
+                                         ("--repeats", args.repeats != 1),
+                                         ("--nanochat", args.nanochat is not None)) if on]
     if engine_only:
         raise ServingBenchError(f"{', '.join(engine_only)} is for the engine benchmark, not --serve")
     if args.url is not None:
@@ -137,12 +150,15 @@ def _check_serve_flags(args: argparse.Namespace) -> None:
 
 def _load_for_serving(args: argparse.Namespace, selection: ModelSelection):
     """The model to serve in-process and its label, as the engine benchmark picks them."""
-    from nanochat_core.api import resolve_device_and_dtype
+    from nanochat_core.api import resolve_compute
     from nanochat_core.bench import random_chat_model
 
     if args.random:
-        device, dtype = resolve_device_and_dtype(selection.device_type, selection.dtype)
-        return random_chat_model(args.random, device, dtype), f"random gen5 {args.random}"
+        compute = resolve_compute(selection.device_type, selection.dtype, selection.quantize)
+        for notice in compute.notices:
+            say(notice, sys.stderr)
+        chat_model = random_chat_model(args.random, compute.device, compute.dtype, compute.quantize)
+        return chat_model, f"random gen5 {args.random}"
     chat_model = selection.load()
     for notice in chat_model.notices:
         say(notice, sys.stderr)

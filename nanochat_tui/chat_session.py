@@ -56,7 +56,7 @@ def model_identity(backend: Any) -> dict:
         return {}
     identity = getattr(info, "identity", None)
     if callable(identity):
-        return dict(identity())
+        return {"name": info.short_name, **identity()}
     return {"name": info.short_name, "generation": info.generation, "source": info.source,
             "model_tag": info.model_tag, "step": info.step, "path": info.checkpoint_dir}
 

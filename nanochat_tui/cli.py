@@ -44,6 +44,7 @@ from .cli_options import (
 )
 from .config import ChatConfig, HistorySettings, RayTarget, WebConfig
 from .console import error_line
+from .settings import Settings
 
 EPILOG_CHAT = """\
 modes:
@@ -55,6 +56,7 @@ modes:
   nanochat-tui export --help    export to Hugging Face format (for vLLM and other servers)
   nanochat-tui history --help   saved conversations: list, show, export, delete, search
   nanochat-tui models           list the checkpoints this machine has (--json for scripts)
+  nanochat-tui config edit      the settings file: defaults for these flags (config --help)
   nanochat-tui serve --help     the model as Ray Serve replicas across a cluster (extra: [ray])
   nanochat-tui --server http://HOST:8000/v1   any mode above, on a remote OpenAI-compatible server
 
@@ -75,6 +77,7 @@ SUBCOMMANDS = {
     "export": "nanochat_tui.export_cli",
     "history": "nanochat_tui.history_cli",
     "models": "nanochat_tui.models_cli",
+    "config": "nanochat_tui.config_cli",
     "serve": "nanochat_tui.serve_cli",
 }
 
@@ -131,6 +134,9 @@ def build_web_parser() -> argparse.ArgumentParser:
                    help="also answer requests that name the server NAME (repeatable; .example.com: it "
                         "and its subdomains; *: any). Always answered: localhost, IP addresses, "
                         "--host, this machine's name; others are refused (DNS rebinding)")
+    p.add_argument("--max-context", type=int, default=None, metavar="N",
+                   help="tokens one conversation may take, prompt and reply (default: the model's "
+                        "sequence_len; 0 = all of the model's positions); longer ones get a 400")
     p.add_argument("--batch-size", type=int, default=None, metavar="B",
                    help="streams each worker runs at once, sharing decode steps (continuous batching); "
                         "with --server, requests sent to the server at once (default: 8)")
@@ -196,11 +202,17 @@ def _dispatch(argv: list[str]) -> int:
         return module.run(module.build_parser().parse_args(argv[1:]))
     if "--web" in argv:
         return _run_web(build_web_parser().parse_args(argv))
-    args = build_chat_parser().parse_args(argv)
+    settings = _settings(argv)
+    parser = build_chat_parser()
+    apply_settings(parser, settings)
+    args = parser.parse_args(argv)
+    if args.model_dir is None and getattr(args, "server", None) is None:
+        args.model_dir = settings.model_dir  # the file's folder (never next to --server)
     if args.system is not None and not args.system.strip():
         raise UsageError("--system needs some text")
     config = ChatConfig(model=selection_from(args), sampling=sampling_from(args, args.seed),
-                        system=args.system, debug=args.debug, history=history_from(args))
+                        system=args.system, debug=args.debug, history=history_from(args, settings),
+                        theme=settings.theme, model_dirs=settings.model_dirs)
     if args.prompt is not None:
         from .oneshot import run_oneshot
 
@@ -215,7 +227,10 @@ def _dispatch(argv: list[str]) -> int:
     return run_tui(config)
 
 
-def history_from(args: argparse.Namespace) -> HistorySettings:
+def history_from(args: argparse.Namespace, settings: Settings | None = None) -> HistorySettings:
+    """--no-history / --history-db / -c / --resume over the settings file's `history` (a flag
+    that needs saved conversations turns history on for this run even where the file says
+    `history = false`)."""
     if args.continue_latest and args.resume is not None:
         raise UsageError("-c/--continue and --resume ID both choose a conversation: give one")
     if args.no_history and (args.continue_latest or args.resume is not None):
@@ -223,7 +238,37 @@ def history_from(args: argparse.Namespace) -> HistorySettings:
     if args.no_history and args.history_db is not None:
         raise UsageError("--no-history and --history-db contradict each other")
     resume = "latest" if args.continue_latest else args.resume
-    return HistorySettings(enabled=not args.no_history, path=args.history_db, resume=resume)
+    asked = resume is not None or args.history_db is not None
+    enabled = not args.no_history and (asked or settings is None or settings.history is not False)
+    return HistorySettings(enabled=enabled, path=args.history_db, resume=resume)
+
+
+def _settings(argv: list[str]) -> Settings:
+    """The settings file; a broken one stops every chat mode with one line naming the key, but
+    never `--help` / `--version` (which must always answer)."""
+    from .settings import SettingsError, load
+
+    try:
+        return load()
+    except SettingsError:
+        if any(a in ("-h", "--help", "--version") for a in argv):
+            return Settings()
+        raise
+
+
+def apply_settings(parser: argparse.ArgumentParser, settings: Settings) -> None:
+    """The settings file's values as the parser's defaults: flags given still win, and they go
+    through the same rulebook parsing as typed flags. (`model_dir` is applied after parsing:
+    it must not count as a local-checkpoint flag next to --server.)"""
+    defaults = {}
+    for key in ("temperature", "top_k", "max_tokens"):
+        value = getattr(settings, key)
+        if value is not None:
+            defaults[key] = repr(value)
+    if settings.system is not None:
+        defaults["system"] = settings.system
+    if defaults:
+        parser.set_defaults(**defaults)
 
 
 def read_prompt(value: str) -> str:
@@ -245,6 +290,10 @@ def _run_web(args: argparse.Namespace) -> int:
         raise UsageError("--queue-size must be 0 or more")
     if args.batch_size is not None and not (1 <= args.batch_size <= 256):
         raise UsageError("--batch-size must be between 1 and 256")
+    if args.max_context is not None and args.max_context < 0:
+        raise UsageError("--max-context must be 0 (no budget) or a number of tokens")
+    if args.max_context is not None and args.server is not None:
+        raise UsageError("--max-context is for local models; with --server the server sets its own limit")
     if args.server is not None and args.num_gpus != 1:
         raise UsageError("--num-gpus is for local models; with --server the server runs the GPUs")
     ray = _ray_target(args)
@@ -253,7 +302,7 @@ def _run_web(args: argparse.Namespace) -> int:
         system=args.system, host=args.host, port=args.port, num_gpus=args.num_gpus,
         queue_size=args.queue_size, log_conversations=args.log_conversations,
         cors_origin=args.cors_origin, api_key=_web_api_key(args.api_key), max_batch=args.batch_size or 8,
-        debug=args.debug, allowed_hosts=tuple(args.allowed_host), ray=ray,
+        max_context=args.max_context, debug=args.debug, allowed_hosts=tuple(args.allowed_host), ray=ray,
     )
     from .web import run_web
 
@@ -273,7 +322,8 @@ def _ray_target(args: argparse.Namespace) -> RayTarget | None:
         raise UsageError("--ray and --server both choose where replies come from: give one")
     local = [flag for name, flag in LOCAL_FLAGS.items() if getattr(args, name, None) is not None]
     local += [flag for flag, given in (("-n/--num-gpus", args.num_gpus != 1),
-                                       ("--batch-size", args.batch_size is not None)) if given]
+                                       ("--batch-size", args.batch_size is not None),
+                                       ("--max-context", args.max_context is not None)) if given]
     if local:
         raise UsageError(f"{', '.join(local)} chooses how the model runs, which nanochat-tui serve --ray decided "
                          "for the replicas: leave it out here")

@@ -63,15 +63,18 @@ def add_model_flags(p: argparse.ArgumentParser, *, device_help: str | None = Non
     g.add_argument("--softcap", type=float, default=None,
                    help="logit softcap override: 20 for checkpoints from nanochat's 2026-03-02..09 "
                         "week (gen3-softcap20), which files cannot tell apart from gen3 (15)")
+    g.add_argument("--quantize", choices=["int8"], default=None,
+                   help="int8 weights on CPU (per-channel, bf16 activations): about a quarter of the "
+                        "bytes per token, so faster decode, at a small quality cost (docs/benchmarks.md)")
 
 
-DTYPE_HELP = ("compute dtype (default: bfloat16 on CUDA as nanochat does; float32 on CPU/MPS, "
-              "where nanochat's reference logits are fp32)")
+DTYPE_HELP = ("compute dtype (default: bfloat16 on CUDA as nanochat does; float32 on CPU/MPS, where "
+              "nanochat's reference logits are fp32; -d bfloat16 on a CPU with native bf16 is faster)")
 
 # Model-selection flags that choose a LOCAL checkpoint (refused next to --server).
 LOCAL_FLAGS = {"source": "-i/--source", "model_tag": "-g/--model-tag", "step": "-s/--step",
                "model_dir": "--model-dir", "hf": "--hf", "device_type": "--device-type", "dtype": "-d/--dtype",
-               "softcap": "--softcap"}
+               "softcap": "--softcap", "quantize": "--quantize"}
 
 
 def add_sampling_flags(p: argparse.ArgumentParser, t: float, k: int, m: int, m_note: str) -> None:
@@ -137,7 +140,7 @@ def selection_from(args: argparse.Namespace, *, key_flag: str = "--api-key",
     return ModelSelection(
         base_dir=args.model_dir, source=args.source, model_tag=args.model_tag,
         step=args.step, device_type=args.device_type, dtype=args.dtype, softcap=args.softcap,
-        explicit=explicit, hf=hf,
+        quantize=getattr(args, "quantize", None), explicit=explicit, hf=hf,
     )
 
 
@@ -166,7 +169,9 @@ def sampling_from(args: argparse.Namespace, seed: int | None) -> SamplingParams:
             seed=None if seed is None else check_seed(seed),
         )
     except ValidationError as e:
-        raise UsageError(str(e)) from None
+        from .commands import terminal_words
+
+        raise UsageError(terminal_words(str(e), flag=True)) from None
 
 
 def version() -> str:

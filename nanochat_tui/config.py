@@ -28,6 +28,7 @@ class ModelSelection:
     device_type: str | None = None  # cuda | cpu | mps; None = autodetect
     dtype: str | None = None  # bfloat16 | float32; None = bfloat16 on CUDA, float32 elsewhere
     softcap: float | None = None  # override for the gen3 / gen3-softcap20 ambiguity
+    quantize: str | None = None  # --quantize int8: int8 weights on CPU (nanochat_core/quantize.py)
     explicit: bool = False  # the user named a source/tag/step/dir: never fall back to the demo model
     hf: str | None = None  # --hf OWNER/REPO[@REVISION]: a checkpoint on the Hugging Face Hub
     # Client mode: an OpenAI-compatible server (vLLM, SGLang, another nanochat-tui --web ...)
@@ -63,6 +64,7 @@ class ModelSelection:
             progress=progress,
             hf=self.hf,
             download_progress=download_progress,
+            quantize=self.quantize,
         )
 
     def as_stats(self) -> dict:
@@ -77,6 +79,7 @@ class ModelSelection:
             "device_type": self.device_type or "auto",
             "dtype": self.dtype or "auto",
             "softcap": self.softcap,
+            **({"quantize": self.quantize} if self.quantize else {}),
         }
 
 
@@ -104,6 +107,8 @@ class ChatConfig:
     system: str | None = None
     debug: bool = False
     history: HistorySettings = field(default_factory=HistorySettings)
+    theme: str | None = None  # the settings file's theme (the full-screen app)
+    model_dirs: tuple[str, ...] = ()  # the settings file's extra checkpoint folders (model list)
 
 
 @dataclass(frozen=True)
@@ -124,6 +129,9 @@ class WebConfig:
     cors_origin: str | None = None
     api_key: str | None = None  # clients of THIS server must send it (not the --server's key)
     max_batch: int = 8  # streams per worker: shared decode steps locally, parallel requests with --server
+    # Tokens one conversation may take (prompt + reply): None = the model's sequence_len (what it
+    # was trained on), 0 = the model's full positions (10x that). Over it: 400 before any work.
+    max_context: int | None = None
     debug: bool = False
     # Host names the server answers to besides localhost, IP addresses, the bind address and this
     # machine's names (--allowed-host; ".example.com" = it and its subdomains; "*" = any).

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import sys
 
+from nanochat_core.chat import ValidationError
 from nanochat_core.errors import NanochatError
 
 from .chat_session import model_identity, open_session, start_conversation
+from .commands import terminal_words
 from .config import ChatConfig
 from .console import note
 from .terminal_chat import load_model, stream_reply
@@ -22,15 +24,16 @@ class ReplyFailed(NanochatError):
 
 def run_oneshot(config: ChatConfig, prompt: str) -> int:
     if not prompt.strip():
-        from nanochat_core.chat import ValidationError
-
         raise ValidationError("Message 0 has empty content")
     session = open_session(config.history)
     if session.warning:
         note(session.warning)
     conversation = start_conversation(session, config.history, system=config.system,
                                       sampling=config.sampling)
-    conversation.validate(extra_user=prompt)  # rulebook words, exit 2, before loading anything
+    try:
+        conversation.validate(extra_user=prompt)  # rulebook words, exit 2, before loading anything
+    except ValidationError as e:
+        raise ValidationError(terminal_words(str(e))) from None
     model = load_model(config.model)
     conversation.model = model_identity(model)
     conversation.add_user(prompt)

@@ -130,7 +130,7 @@ def run_plain(config: ChatConfig) -> int:
                 try:
                     sampling, system, answer = _apply(command, sampling, system, model, conversation)
                 except ValidationError as e:
-                    say(f"error: {e}", sys.stderr)
+                    say(f"error: {commands.terminal_words(str(e))}", sys.stderr)
                     continue
                 print(sanitize_for_terminal(answer), file=prompts, flush=True)
                 continue
@@ -140,7 +140,7 @@ def run_plain(config: ChatConfig) -> int:
             try:
                 conversation.validate(extra_user=line)
             except ValidationError as e:
-                say(f"error: {e}", sys.stderr)
+                say(f"error: {commands.terminal_words(str(e))}", sys.stderr)
                 continue
             conversation.add_user(line)
             prompts.write("\nAssistant: ")
@@ -194,7 +194,7 @@ def _apply(command: commands.Command, sampling, system, model, conversation):
         return sampling, system, commands.help_text(commands.PLAIN)
     if command.name == "stats":
         return sampling, system, commands.stats_text(
-            info=model.info, sampling=sampling, system=system, launch={},
+            info=model.info, sampling=sampling, system=system, launch="",
             messages=len(conversation.path()), last_summary=_last_summary(conversation),
             replies=sum(1 for n in conversation.path() if n.role == "assistant"),
             total_tokens=sum((n.stats or {}).get("generated_tokens", 0) for n in conversation.path()))

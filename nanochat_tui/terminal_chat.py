@@ -3,6 +3,7 @@ reply to stdout from a worker thread (Ctrl+C = stop) into the Conversation that 
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -49,11 +50,22 @@ class LoadProgress:
         if not self.live:
             return
         seconds = int(time.monotonic() - self.since)
-        shown = self.line + (f" … {seconds}s" if seconds else " …")
+        suffix = f" … {seconds}s" if seconds else " …"
+        # One row, or "\r" would return to the start of its last wrapped row and leave the
+        # others behind: a long path is cut in the middle to fit the terminal's width.
+        room = self._columns() - 1 - len(suffix)
+        line = self.line if len(self.line) <= room else self.line[: max(room // 2 - 1, 0)] + "…" + self.line[-(room - room // 2):]
+        shown = line + suffix
         # Carriage return and spaces only (no escape codes): it works on any terminal.
         self.err.write("\r" + shown.ljust(self._width))
         self._width = len(shown)
         self.err.flush()
+
+    def _columns(self) -> int:
+        try:
+            return max(os.get_terminal_size(self.err.fileno()).columns, 20)
+        except (OSError, ValueError, AttributeError):
+            return 80
 
     def _tick(self) -> None:
         while not self._stop.wait(self.TICK_S):
@@ -69,8 +81,9 @@ class LoadProgress:
             self.line = ""
 
 
-def load_model(selection: ModelSelection, err: TextIO = sys.stderr) -> Any:
+def load_model(selection: ModelSelection, err: TextIO | None = None) -> Any:
     """Load with progress on stderr, then the demo-fallback notice and what was detected."""
+    err = err or sys.stderr  # looked up now: sys.stderr may have been replaced since import
     progress = LoadProgress(err)
     try:
         model = selection.load(progress=progress)
@@ -83,13 +96,14 @@ def load_model(selection: ModelSelection, err: TextIO = sys.stderr) -> Any:
 
 
 def stream_reply(model: Any, conversation: Conversation, sampling: SamplingParams,
-                 out: TextIO = sys.stdout, err: TextIO = sys.stderr,
+                 out: TextIO | None = None, err: TextIO | None = None,
                  on_text: Callable[[str], None] | None = None) -> ReplyRecorder:
     """Stream the reply to the conversation's last message to `out`, recording it in the
     conversation (saved as it grows when a store is attached). Tool calls go to `err` (stdout
     stays the reply only). Ctrl+C stops decoding within one step; the partial reply is kept,
     marked stopped. An engine error is recorded (marked failed) and returned, not printed:
     the caller decides how to say it."""
+    out, err = out or sys.stdout, err or sys.stderr
     cancel = threading.Event()
     recorder = ReplyRecorder.start(conversation, model, seed=sampling.seed)
     with ctrl_c_sets(cancel):
@@ -114,9 +128,12 @@ def ctrl_c_sets(cancel: threading.Event) -> Iterator[None]:
 def _stream(model: Any, recorder: ReplyRecorder, sampling: SamplingParams, cancel: threading.Event,
             out: TextIO, err: TextIO, on_text: Callable[[str], None] | None) -> None:
     on_tty = out.isatty()
+    inline = on_tty and err.isatty()  # notes land in the same lines as the reply
     clean = sanitize_for_terminal if on_tty else (lambda s: s)
     events = in_worker_thread(lambda: model.chat(recorder.request, sampling, cancel=cancel))
     noted = False  # a calculator note went to err (inline with the reply on a shared terminal)
+    last = " "  # the last character shown on the reply's line (a note gets a space before it)
+    after_note = False
     while True:
         try:
             event = next(events)
@@ -129,18 +146,25 @@ def _stream(model: Any, recorder: ReplyRecorder, sampling: SamplingParams, cance
             event = ErrorEvent(str(e) if isinstance(e, ValueError) else f"{type(e).__name__}: {e}")
         recorder.feed(event)
         if isinstance(event, TextDelta):
+            if inline and after_note and event.text and not event.text[0].isspace():
+                err.write(" ")  # on screen only: the reply on stdout stays as the model wrote it
+            after_note = False
             out.write(clean(event.text))
             out.flush()
+            if event.text:
+                last = event.text[-1]
             if on_text is not None:
                 on_text(event.text)
         elif isinstance(event, ToolCall):
-            err.write(f"[calculator: {one_line(event.expression)}")
+            space = " " if inline and not last.isspace() else ""
+            err.write(f"{space}[calculator: {one_line(event.expression)}")
             err.flush()
         elif isinstance(event, ToolResult):
             result = "no result" if event.result is None else one_line(event.result)
             err.write(f" = {result}]")
             err.flush()
             noted = True
+            after_note, last = True, "]"
         if isinstance(event, (Done, ErrorEvent)):
             break
     for _rest in events:  # the worker's last items (none after Done); ends its thread

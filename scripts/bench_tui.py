@@ -88,8 +88,9 @@ class RateBackend:
         self.finished = 0.0
         self.emitted = 0
 
-    def chat(self, messages, sampling=None, cancel=None):
-        validate_messages(messages)
+    def chat(self, request, sampling=None, cancel=None):
+        # a Conversation (the app since issue 11) or role/content messages (the app before)
+        request.validate() if hasattr(request, "validate") else validate_messages(request)
         return self._stream(cancel)
 
     def _stream(self, cancel: threading.Event | None):
@@ -146,11 +147,11 @@ async def run(tokens: int, rate: float, history: int, key_interval: float, manag
         prompt._replace_via_keyboard = timed_replace
         original_show = app.banner.show
 
-        def timed_show(message: str) -> None:
+        def timed_show(message: str, *args) -> None:
             t0 = pending.pop("binding", None)
             if t0 is not None:
                 key_latencies["binding"].append(time.perf_counter() - t0)
-            original_show(message)
+            original_show(message, *args)
 
         app.banner.show = timed_show
 

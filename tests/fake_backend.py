@@ -1,7 +1,10 @@
 """A fake chat backend with the real ChatModel's interface (`.info`, `.notices`,
-`.chat(messages, sampling, cancel) -> Iterator[Event]`), for front-end tests.
+`.chat(request, sampling, cancel) -> Iterator[Event]` where `request` is a Conversation or
+role/content messages), for front-end tests.
 
-It validates with the real rulebook first (as ChatModel.chat does), then streams scripted events.
+It validates with the real rulebook first (as ChatModel.chat does: `Conversation.validate()`, or
+the rulebook on messages), then streams scripted events. `calls` records what each request held
+as messages (system first; failed exchanges left out, as the model sees them).
 Knobs make the behaviours front-ends must handle observable: slow tokens (so Esc can stop a reply
 mid-way), tool calls, engine errors, a deterministic `GenerationStats` (for snapshots).
 
@@ -10,6 +13,7 @@ mid-way), tool calls, engine errors, a deterministic `GenerationStats` (for snap
     FakeBackend(reply=lambda msgs: ..., token_delay=0.05)
     FakeBackend(script=[TextDelta("2+2 is "), ToolCall("2+2"), ToolResult("2+2", "4"), TextDelta("4")])
     FakeBackend(error="engine exploded")            # an ErrorEvent after the first token
+    FakeBackend(flowing=event)                       # tokens flow only while `event` is set
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ import time
 from typing import Any, Callable, Iterator, Sequence
 
 from nanochat_core.chat import Message, SamplingParams, validate_messages
+from nanochat_core.conversation import Conversation
 from nanochat_core.events import Done, ErrorEvent, Event, GenerationStats, TextDelta, ToolCall, ToolResult
 from nanochat_core.model_info import ModelInfo
 
@@ -61,6 +66,7 @@ class FakeBackend:
         raise_exc: BaseException | None = None,
         fixed_stats: bool = False,
         info: ModelInfo | None = None,
+        flowing: threading.Event | None = None,
     ) -> None:
         self.reply = reply
         self.script = list(script) if script is not None else None
@@ -70,6 +76,7 @@ class FakeBackend:
         self.raise_exc = raise_exc
         self.fixed_stats = fixed_stats
         self.info = info or fake_info()
+        self.flowing = flowing  # when given, each token waits until it is set (a tap to pause the stream)
         self.notices: list[str] = []
         self.calls: list[tuple[list[Message], SamplingParams]] = []
         self.cancelled = 0  # streams that saw the cancel event
@@ -78,9 +85,13 @@ class FakeBackend:
         self.max_concurrent = 0
         self._lock = threading.Lock()
 
-    def chat(self, messages: Sequence[Any], sampling: SamplingParams | None = None,
+    def chat(self, request: Conversation | Sequence[Any], sampling: SamplingParams | None = None,
              cancel: threading.Event | None = None) -> Iterator[Event]:
-        clean = validate_messages(messages)  # raises ValidationError, like ChatModel.chat
+        if isinstance(request, Conversation):
+            request.validate()  # raises ValidationError, like ChatModel.chat
+            clean = request.request_messages()
+        else:
+            clean = validate_messages(request)
         sampling = sampling or SamplingParams()
         self.calls.append((clean, sampling))
         return self._stream(clean, sampling, cancel)
@@ -124,6 +135,10 @@ class FakeBackend:
                 break
             if i and self.token_delay:
                 time.sleep(self.token_delay)
+            if self.flowing is not None:
+                while not self.flowing.wait(0.05):
+                    if cancel is not None and cancel.is_set():
+                        break
             if ttft is None:
                 ttft = time.perf_counter() - start
             if isinstance(event, TextDelta):

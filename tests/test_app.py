@@ -11,6 +11,7 @@ import threading
 import time
 
 import pytest
+from app_helpers import SIZE, bubbles, enter, make_app, notices, replies, screen_text, send, type_text, wait_for
 from conftest import FIXTURES
 from fake_backend import FakeBackend, FakeSelection, fake_info, split_tokens
 
@@ -18,9 +19,8 @@ from nanochat_core.chat import Message, SamplingParams
 from nanochat_core.events import TextDelta, ToolCall, ToolResult
 from nanochat_tui import commands as sc
 from nanochat_tui.app import BUSY_MESSAGE, GOODBYE, NanochatApp
-from nanochat_tui.config import ChatConfig, ModelSelection
+from nanochat_tui.config import ChatConfig, HistorySettings, ModelSelection
 from nanochat_tui.widgets import (
-    AssistantMessage,
     ChatHeader,
     ChatLog,
     InfoPanel,
@@ -30,62 +30,10 @@ from nanochat_tui.widgets import (
     UserMessage,
 )
 
-SIZE = (100, 32)
 SUMMARY_RE = re.compile(r"^\d+ tokens? · \d+\.\d tok/s · first token \d+ ms")
 GEN5 = FIXTURES / "gen5-smear-backout" / "base_dir"
-
-
-def make_app(backend=None, **config) -> NanochatApp:
-    return NanochatApp(ChatConfig(**config), backend=backend if backend is not None else FakeBackend(),
-                       animate=False)
-
-
-def screen_text(app) -> str:
-    return "\n".join(strip.text for strip in app.screen._compositor.render_strips())
-
-
-async def wait_for(pilot, predicate, timeout: float = 5.0, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await pilot.pause(0.02)
-
-
-async def type_text(pilot, text: str) -> None:
-    """Type like a user (key presses), newlines as Ctrl+J."""
-    keys = ["ctrl+j" if ch == "\n" else ("space" if ch == " " else ch) for ch in text]
-    await pilot.press(*keys)
-
-
-async def enter(pilot, text: str) -> None:
-    """Put `text` in the input and press Enter (typing itself is tested with real key presses
-    in the newline tests and in tests/test_tui_tmux.py)."""
-    pilot.app.input.clear()
-    pilot.app.input.insert(text)
-    await pilot.press("enter")
-
-
-async def send(pilot, text: str, wait: bool = True) -> None:
-    app = pilot.app
-    app.input.clear()
-    app.input.insert(text)
-    await pilot.press("enter")
-    if wait:
-        await wait_for(pilot, lambda: not app.generating, what="the reply to finish")
-        await pilot.pause()
-
-
-def replies(app) -> list[AssistantMessage]:
-    return list(app.query(AssistantMessage))
-
-
-def bubbles(app) -> list[str]:
-    return [b.text for b in app.query(UserMessage)]
-
-
-def notices(app) -> list[str]:
-    return [n.text for n in app.query(Notice)]
+DEFAULTS = ChatConfig().sampling
+NO_HISTORY = HistorySettings(enabled=False)
 
 
 # ---- start-up ----
@@ -94,7 +42,7 @@ async def test_loads_in_a_worker_with_progress_then_ready():
     backend = FakeBackend(info=fake_info(device="cuda", dtype="bfloat16"))
     gate = threading.Event()
     selection = FakeSelection(backend, gate=gate)
-    app = NanochatApp(ChatConfig(model=selection), animate=False)
+    app = NanochatApp(ChatConfig(model=selection, history=NO_HISTORY), animate=False)
     async with app.run_test(size=SIZE) as pilot:
         # the screen is up while the model loads, with the stages so far
         await wait_for(pilot, lambda: "Loading weights /fake/model_000700.pt" in notices(app))
@@ -128,7 +76,7 @@ async def test_demo_model_name_in_header():
 async def test_load_failure_shows_one_line_not_a_traceback(tmp_path):
     # the real loader on an empty directory: a real CheckpointError
     selection = ModelSelection(base_dir=str(tmp_path), explicit=True, device_type="cpu")
-    app = NanochatApp(ChatConfig(model=selection), animate=False)
+    app = NanochatApp(ChatConfig(model=selection, history=NO_HISTORY), animate=False)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.load_error is not None, timeout=60, what="the load error")
         await pilot.pause()
@@ -144,8 +92,8 @@ async def test_load_failure_shows_one_line_not_a_traceback(tmp_path):
 
 
 async def test_unexpected_load_exception_is_one_line():
-    app = NanochatApp(ChatConfig(model=FakeSelection(error=RuntimeError("disk on fire\nsecond line"))),
-                      animate=False)
+    app = NanochatApp(ChatConfig(model=FakeSelection(error=RuntimeError("disk on fire\nsecond line")),
+                                 history=NO_HISTORY), animate=False)
     async with app.run_test(size=SIZE) as pilot:
         await wait_for(pilot, lambda: app.load_error is not None)
         assert app.load_error == "RuntimeError: disk on fire"
@@ -171,10 +119,9 @@ async def test_send_streams_markdown_and_shows_stats():
         assert "print('hi')" in text and "```" not in text and "• one" in text and "• two" in text
         assert SUMMARY_RE.match(app.status.text), app.status.text
         assert app.status.text.startswith(f"{len(split_tokens(reply))} tokens")
-        assert app.history == [Message("user", "hello there"),
-                               Message("assistant", ({"type": "text", "text": reply},))]
+        assert app.history == [Message("user", "hello there"), Message("assistant", reply)]
         assert backend.calls[0][0] == [Message("user", "hello there")]
-        assert backend.calls[0][1] == SamplingParams()  # the config's defaults reach the engine
+        assert backend.calls[0][1] == DEFAULTS  # the config's defaults reach the engine
         # the second turn carries the history
         await send(pilot, "again")
         assert [m.text for m in backend.calls[1][0]] == ["hello there", reply, "again"]
@@ -217,11 +164,11 @@ async def test_messages_reflow_when_the_terminal_is_resized():
 
 
 async def test_typing_indicator_until_first_token_and_generating_state():
-    backend = FakeBackend(reply="slow start", first_token_delay=0.6)
+    backend = FakeBackend(reply="slow start", first_token_delay=1.5)
     app = make_app(backend)
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "hi", wait=False)
-        await pilot.pause(0.2)
+        await wait_for(pilot, lambda: bool(replies(app)), what="the reply widget")
         msg = replies(app)[0]
         assert msg.waiting and len(msg.query(TypingIndicator)) == 1
         assert "Generating" in app.status.text
@@ -237,7 +184,7 @@ async def test_typing_indicator_until_first_token_and_generating_state():
 
 async def test_tokens_reach_the_ui_in_batches():
     n = 400
-    app = make_app(FakeBackend(reply="x " * n))
+    app = make_app(FakeBackend(reply="x " * n), sampling=SamplingParams(max_tokens=1000))
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "go")
         assert replies(app)[0].text == "x " * n
@@ -294,7 +241,7 @@ async def test_follows_the_stream_unless_scrolled_up():
 async def test_long_replies_are_cut_into_markdown_chunks_at_block_boundaries():
     block = "Some words in a paragraph.\n\n```python\nx = 1\n\ny = 2\n```\n\n- item\n- item two\n\n"
     reply = block * 25  # ~1,750 characters, ~400 tokens
-    app = make_app(FakeBackend(reply=reply, token_delay=0.0005))
+    app = make_app(FakeBackend(reply=reply, token_delay=0.0005), sampling=SamplingParams(max_tokens=1000))
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "long")
         msg = replies(app)[0]
@@ -431,7 +378,8 @@ async def test_escape_stops_the_engine_and_keeps_partial_text():
         partial = msg.text
         assert 10 < len(partial) < 300 * 4  # stopped early, text kept
         assert app.status.text.endswith("· stopped") and SUMMARY_RE.match(app.status.text)
-        assert app.history[-1] == Message("assistant", ({"type": "text", "text": partial},))
+        assert app.history[-1] == Message("assistant", partial)
+        assert app.conversation.last.state == "stopped"
         await pilot.pause(0.2)
         assert msg.text == partial  # the engine really stopped
 
@@ -462,8 +410,12 @@ async def test_regenerate_replaces_the_last_reply_with_a_new_seed():
         assert bubbles(app) == ["question"]
         assert backend.calls[1][0] == [Message("user", "question")]
         assert backend.calls[1][1].seed != backend.calls[0][1].seed
-        assert app.history == [Message("user", "question"),
-                               Message("assistant", ({"type": "text", "text": "reply #2"},))]
+        assert app.history == [Message("user", "question"), Message("assistant", "reply #2")]
+        # the earlier reply is kept as a version: ‹ 2/2 ›, and ‹ 1/2 › shows it again
+        assert "‹ 2/2 ›" in screen_text(app) and replies(app)[0].versions == (2, 2)
+        await app.switch_version(None, -1)
+        await pilot.pause()
+        assert [r.text for r in replies(app)] == ["reply #1"] and "‹ 1/2 ›" in screen_text(app)
 
 
 async def test_regenerate_with_nothing_says_so():
@@ -475,25 +427,43 @@ async def test_regenerate_with_nothing_says_so():
         assert app.banner.message == "Nothing to regenerate yet" and not backend.calls
 
 
-async def test_up_in_empty_input_edits_the_last_message_and_resends_from_there():
+async def test_edit_puts_the_last_message_back_and_removes_nothing_until_sent():
     backend = FakeBackend()
     app = make_app(backend)
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "first")
         await send(pilot, "secnd")
         assert bubbles(app) == ["first", "secnd"]
-        await pilot.press("up")
+        await enter(pilot, "/edit")
         await pilot.pause()
         assert app.input.text == "secnd"
-        assert bubbles(app) == ["first"] and len(replies(app)) == 1
-        assert [m.text for m in app.history] == ["first", "You said: first"]
-        # fix the typo: Up now moves the cursor inside the text, it does not edit again
+        # nothing is removed yet: both bubbles and both replies stay, the edited one is marked
+        assert bubbles(app) == ["first", "secnd"] and len(replies(app)) == 2
+        assert list(app.query(UserMessage))[-1].has_class("-editing")
+        assert "Editing your message" in app.status.text
+        # fix the typo: Up moves the cursor inside the text
         await pilot.press("up", "end", "left", "left", "o")
-        assert app.input.text == "second" and bubbles(app) == ["first"]
+        assert app.input.text == "second"
         await pilot.press("enter")
         await wait_for(pilot, lambda: len(backend.calls) == 3 and not app.generating)
         assert [m.text for m in backend.calls[2][0]] == ["first", "You said: first", "second"]
         assert bubbles(app) == ["first", "second"]
+        # the old message is a version of the new one
+        assert list(app.query(UserMessage))[-1].versions == (2, 2) and "‹ 2/2 ›" in screen_text(app)
+
+
+async def test_escape_cancels_an_edit_and_gives_back_the_draft():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "only message")
+        app.input.insert("a draft")
+        await app.edit()
+        await pilot.pause()
+        assert app.input.text == "only message" and app._editing is not None
+        await pilot.press("escape")
+        await pilot.pause()
+        assert app.input.text == "a draft" and app._editing is None
+        assert bubbles(app) == ["only message"] and len(app.conversation.nodes) == 2
 
 
 async def test_up_in_a_non_empty_input_moves_the_cursor():
@@ -507,17 +477,51 @@ async def test_up_in_a_non_empty_input_moves_the_cursor():
         assert bubbles(app) == ["hello"]
 
 
-@pytest.mark.parametrize("key", ["ctrl+q", "ctrl+c"])
-async def test_quit_keys(key):
+async def test_ctrl_q_quits_at_once_and_the_reply_is_kept_as_stopped():
     backend = FakeBackend(reply="z " * 500, token_delay=0.01)
     app = make_app(backend)
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "go", wait=False)
-        await pilot.pause(0.1)
-        await pilot.press(key)
+        await wait_for(pilot, lambda: bool(replies(app)) and len(replies(app)[0].text) > 4)
+        await pilot.press("ctrl+q")
         await pilot.pause()
     assert app.return_value is None and not app.is_running
     assert backend.cancelled == 1 or not backend.running.is_set()
+    # quitting lost nothing: the partial reply is saved, marked stopped
+    store = app.session.store
+    saved = store.load(app.conversation.id)
+    assert [n.role for n in saved.path()] == ["user", "assistant"]
+    assert saved.path()[1].state == "stopped" and saved.path()[1].text.startswith("z z")
+
+
+async def test_ctrl_c_stops_a_reply_and_twice_quits_when_idle():
+    backend = FakeBackend(reply="z " * 500, token_delay=0.01)
+    app = make_app(backend)
+    async with app.run_test(size=SIZE) as pilot:
+        await send(pilot, "go", wait=False)
+        await wait_for(pilot, lambda: bool(replies(app)) and len(replies(app)[0].text) > 4)
+        await pilot.press("ctrl+c")
+        await wait_for(pilot, lambda: not app.generating)
+        await pilot.pause()
+        assert app.is_running and replies(app)[0].stop_reason == "cancelled" and backend.cancelled == 1
+        # idle: the first Ctrl+C says how to quit, the second quits
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+        assert app.is_running
+        assert any("Press Ctrl+C again to quit" in n.message for n in app._notifications)
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+    assert not app.is_running
+
+
+async def test_a_single_ctrl_c_does_not_quit_after_the_pause():
+    app = make_app()
+    async with app.run_test(size=SIZE) as pilot:
+        await pilot.press("ctrl+c")
+        app._quit_armed_until = 0  # (as if 2 s had passed)
+        await pilot.press("ctrl+c")
+        await pilot.pause()
+        assert app.is_running
 
 
 # ---- typed commands ----
@@ -548,10 +552,15 @@ async def test_help_lists_keys_and_commands():
         await enter(pilot, "/help")
         await pilot.pause()
         panel = app.query_one(InfoPanel)
-        for needle in ("Ctrl+Shift+N", "Ctrl+N", "Esc", "Ctrl+R", "Ctrl+J", "Ctrl+Q", "/temperature",
-                       "/topk", "/max-tokens", "/system", "/stats", "/clear"):
-            assert needle in panel.text
+        for needle in ("Ctrl+Shift+N", "Ctrl+N", "Esc", "Ctrl+R", "Ctrl+J", "Ctrl+Q", "Ctrl+C", "Ctrl+O",
+                       "Ctrl+P", "Shift+Tab", "/temperature", "/topk", "/max-tokens", "/system", "/stats",
+                       "/clear", "/copy", "/export", "/theme", "/settings", "/history", "/model", "/edit"):
+            assert needle in panel.text, needle
         assert app.input.text == ""
+        # F1 shows it too
+        await pilot.press("f1")
+        await pilot.pause()
+        assert len(app.query(InfoPanel)) == 2
 
 
 @pytest.mark.parametrize("command, field, value, answer", [
@@ -578,10 +587,10 @@ async def test_sampling_commands_reach_the_engine(command, field, value, answer)
 @pytest.mark.parametrize("command, words", [
     ("/temperature 5", "Temperature must be between 0.0 and 2.0"),
     ("/temperature warm", "Temperature must be a number, not 'warm'"),
-    ("/topk 300", "top_k must be between 0 and 200"),
-    ("/topk 2.5", "top_k must be an integer, not '2.5'"),
-    ("/max-tokens 0", "max_tokens must be between 1 and 4096"),
-    ("/max-tokens 5000", "max_tokens must be between 1 and 4096"),
+    ("/topk 300", "top-k must be between 0 and 200"),
+    ("/topk 2.5", "top-k must be an integer, not '2.5'"),
+    ("/max-tokens 0", "max tokens must be between 1 and 4096"),
+    ("/max-tokens 5000", "max tokens must be between 1 and 4096"),
     ("/frobnicate", "Unknown command /frobnicate: type /help for the list, or //frobnicate to send it as a message"),
 ])
 async def test_bad_command_values_show_rulebook_words_and_keep_the_text(command, words):
@@ -592,7 +601,7 @@ async def test_bad_command_values_show_rulebook_words_and_keep_the_text(command,
         await pilot.pause()
         assert app.banner.visible and app.banner.message == words
         assert app.input.text == command
-        assert app.sampling == SamplingParams() and not backend.calls
+        assert app.sampling == DEFAULTS and not backend.calls
         assert f"⚠ {words}" in screen_text(app)
         # the banner sits below the input
         assert app.banner.region.y > app.input.region.y
@@ -643,9 +652,19 @@ async def test_stats_shows_model_settings_launch_options_and_last_reply():
         assert backend.info.describe() in text
         for label, value in (("temperature", "0.2"), ("top-k", "9"), ("max tokens", "99"), ("seed", "7")):
             assert re.search(rf"^  {label} +{value}$", text, re.M), (label, value)
-        for needle in ("'Be kind.'", "2 messages", "3 tokens · 100.0 tok/s · first token 12 ms",
-                       "model_dir=/models/here", "model_tag=d20", "softcap=20.0", "device_type=auto"):
+        for needle in ("'Be kind.'", "2 messages", "3 tokens · 100.0 tok/s · first token 12 ms"):
             assert needle in text, needle
+        # how the app was started, as flags (defaults left out), and the system message as set
+        launch = re.search(r"^  launch +(.*)$", text, re.M).group(1)
+        assert launch == "--model-dir /models/here -g d20 --softcap 20 -t 0.2 -k 9 -m 99 --seed 7 --system …"
+        assert "system=False" not in text and "device_type" not in text
+        # long rows wrap inside their own column (the table keeps the indentation)
+        await pilot.resize_terminal(60, 40)
+        await pilot.pause()
+        lines = screen_text(app).splitlines()
+        start = next(i for i, line in enumerate(lines) if "model " in line and "d4 · sft" in line)
+        column = lines[start].index("d4 · sft")
+        assert lines[start + 1][:column].strip(" ▌█") == ""  # the continuation starts in the value column
 
 
 # ---- errors ----
@@ -658,31 +677,46 @@ async def test_validation_error_banner_keeps_the_text():
         app.input.insert(long)
         await pilot.press("enter")
         await pilot.pause()
-        assert app.banner.message == "Message 0 is too long. Maximum 8000 characters allowed per message"
+        # the rulebook's words, then which message and its length in the user's words
+        assert app.banner.message == ("Message 0 is too long. Maximum 8000 characters allowed per message "
+                                      "(your message, 8,001 characters)")
         assert app.input.text == long and not backend.calls and not bubbles(app)
-        # fixing it and sending clears the banner
+        # clearing the input takes the banner down (its cause is gone)
         app.input.clear()
+        await pilot.pause()
+        assert not app.banner.visible
         await send(pilot, "short")
         assert not app.banner.visible and bubbles(app) == ["short"]
 
 
-async def test_engine_error_banner_puts_the_message_back_in_the_input():
+async def test_an_engine_error_after_some_text_keeps_the_reply_marked_failed_in_the_conversation():
     backend = FakeBackend(reply="partial text here", error="CUDA out of memory")
     app = make_app(backend)
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "explain everything")
         assert app.banner.message == "CUDA out of memory"
-        assert app.input.text == "explain everything"
-        assert not bubbles(app) and not replies(app) and app.history == []
-        assert "CUDA out of memory" in screen_text(app)
+        # the bubble and the reply ARE the conversation: the reply is marked failed, not dropped
+        assert bubbles(app) == ["explain everything"] and replies(app)[0].text == "partial"
+        assert "⚠ failed: CUDA out of memory" in screen_text(app)
+        last = app.conversation.last
+        assert last.role == "assistant" and last.state == "error" and last.error == "CUDA out of memory"
+        saved = app.session.store.load(app.conversation.id)
+        assert [n.state for n in saved.path()] == ["done", "error"]
+        # the failed exchange is left out of what the model sees next
+        backend.error = None
+        await send(pilot, "again")
+        assert backend.calls[-1][0] == [Message("user", "again")]
 
 
-async def test_engine_exception_is_a_banner_not_a_crash():
+async def test_an_engine_error_before_any_text_gives_the_message_back():
     app = make_app(FakeBackend(raise_exc=RuntimeError("kaboom")))
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "hi")
         assert app.banner.message == "RuntimeError: kaboom" and app.is_running
-        assert app.input.text == "hi"
+        # the exchange never happened: the text is back in the input, nothing on screen or saved
+        assert app.input.text == "hi" and not bubbles(app) and not replies(app)
+        assert not app.conversation.nodes and app.conversation.id is None
+        assert app.session.store.list() == []
 
 
 # ---- scale ----
@@ -734,9 +768,9 @@ async def test_a_reply_in_flight_and_the_last_messages_are_never_folded():
         await pilot.press("ctrl+r")
         await wait_for(pilot, lambda: len(backend.calls) == 3 and not app.generating)
         assert [m.text for m in backend.calls[2][0]] == ["first", "w " * 100, "go"]
-        await pilot.press("up")
+        await enter(pilot, "/edit")
         await pilot.pause()
-        assert app.input.text == "go" and bubbles(app) == []
+        assert app.input.text == "go" and bubbles(app) == ["go"]
 
 
 # ---- slash command parsing (no Textual) ----

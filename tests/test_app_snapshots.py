@@ -7,13 +7,15 @@ is always the same), no cursor blinking, a fixed terminal size.
 
 from __future__ import annotations
 
+import tempfile
 import time
+from pathlib import Path
 
 from fake_backend import FakeBackend
 
 from nanochat_core.chat import SamplingParams
 from nanochat_tui.app import NanochatApp
-from nanochat_tui.config import ChatConfig
+from nanochat_tui.config import ChatConfig, HistorySettings
 
 SIZE = (100, 32)
 CODE_REPLY = (
@@ -25,9 +27,12 @@ CODE_REPLY = (
 )
 
 
-def app_with(reply: str = CODE_REPLY) -> NanochatApp:
-    config = ChatConfig(sampling=SamplingParams(temperature=0.0, top_k=50, max_tokens=512, seed=42))
-    return NanochatApp(config, backend=FakeBackend(reply=reply, fixed_stats=True), animate=False)
+def app_with(reply=CODE_REPLY) -> NanochatApp:
+    home = Path(tempfile.mkdtemp(prefix="nanochat-snap-"))  # its own history and settings
+    config = ChatConfig(sampling=SamplingParams(temperature=0.0, top_k=50, max_tokens=512, seed=42),
+                        history=HistorySettings(path=str(home / "history.sqlite3")))
+    return NanochatApp(config, backend=FakeBackend(reply=reply, fixed_stats=True), animate=False,
+                       settings_path=home / "config.toml")
 
 
 async def _settle(pilot) -> None:
@@ -69,3 +74,42 @@ def test_help(snap_compare):
         await _type_and_send(pilot, "/help")
 
     assert snap_compare(app_with(), terminal_size=SIZE, run_before=run_before)
+
+
+def test_versions_and_a_selected_message(snap_compare):
+    """After Ctrl+R: the reply shows ‹ 2/2 ›; selected with Shift+Tab, the footer lists its keys."""
+    replies = iter(["The first answer.", "A second answer, **regenerated**."])
+
+    async def run_before(pilot):
+        await _type_and_send(pilot, "Say something")
+        await pilot.press("ctrl+r")
+        await _settle(pilot)
+        await pilot.press("shift+tab")
+        await _settle(pilot)
+
+    assert snap_compare(app_with(lambda msgs: next(replies)), terminal_size=SIZE, run_before=run_before)
+
+
+def test_conversation_list(snap_compare, monkeypatch):
+    import nanochat_tui.widgets.screens as screens
+
+    monkeypatch.setattr(screens, "_when", lambda t: "2026-05-01 12:00")  # saved times vary
+
+    async def run_before(pilot):
+        await _type_and_send(pilot, "How do I load my own checkpoint?")
+        await pilot.app.new_conversation()
+        await _type_and_send(pilot, "What is 2+2?")
+        await pilot.press("ctrl+o")
+        await _settle(pilot)
+
+    assert snap_compare(app_with("An answer."), terminal_size=SIZE, run_before=run_before)
+
+
+def test_editing_a_message(snap_compare):
+    async def run_before(pilot):
+        await _type_and_send(pilot, "Write a haiku about tea")
+        pilot.app.input.insert("/edit")
+        await pilot.press("enter")
+        await _settle(pilot)
+
+    assert snap_compare(app_with("Steam curls from the cup"), terminal_size=SIZE, run_before=run_before)

@@ -10,6 +10,7 @@ import torch
 from conftest import GENERATIONS
 from nanochat_core.batching import BatchEngine
 from nanochat_core.chat import SamplingParams
+from nanochat_core.context import ContextTooLong
 from nanochat_core.events import Done, ErrorEvent, TextDelta
 
 
@@ -125,12 +126,15 @@ def test_next_turn_reuses_an_idle_row(load_fixture):
         batch.close()
 
 
-def test_overlong_prompt_is_an_error(load_fixture):
+def test_overlong_prompt_is_refused_before_it_is_queued(load_fixture):
     m = load_fixture("gen5-smear-backout")
     batch = BatchEngine(m.model, m.tokenizer, max_batch=2)
     try:
-        events = list(batch.stream([m.tokenizer.bos_id] + [65] * 3000, SamplingParams(max_tokens=3)))
-        assert isinstance(events[-1], ErrorEvent) and "context" in events[-1].message
+        with pytest.raises(ContextTooLong) as err:
+            batch.submit([m.tokenizer.bos_id] + [65] * 3000, SamplingParams(max_tokens=3), lambda e: None)
+        assert str(err.value) == ("Total conversation is too long. Maximum 2560 tokens allowed, this one "
+                                  "has 3001; start a new conversation or shorten it")
+        assert batch.waiting.empty() and batch.steps == 0
     finally:
         batch.close()
 

@@ -71,12 +71,13 @@ def test_prompt_from_stdin_and_system_message():
 
 
 @pytest.mark.parametrize("flags, words", [
-    (["-t", "3"], "Temperature must be between 0.0 and 2.0"),
-    (["-k", "500"], "top_k must be between 0 and 200"),
-    (["-m", "0"], "max_tokens must be between 1 and 4096"),
-    (["-t", "warm"], "Temperature must be a number, not 'warm'"),
+    (["-t", "3"], "Temperature must be between 0.0 and 2.0 (-t/--temperature)"),
+    (["-k", "500"], "top-k must be between 0 and 200 (-k/--top-k)"),
+    (["-m", "0"], "max tokens must be between 1 and 4096 (-m/--max-tokens)"),
+    (["-t", "warm"], "Temperature must be a number, not 'warm' (-t/--temperature)"),
 ])
 def test_bad_sampling_flags_exit_2_with_rulebook_words(flags, words):
+    """The rulebook's words, with the flag named instead of the web API's field (top_k)."""
     out = run(flags + ["--prompt", "hi"])
     assert out.returncode == 2
     assert out.stderr.strip() == f"nanochat-tui: error: {words}"

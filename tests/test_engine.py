@@ -10,6 +10,7 @@ import torch
 
 from conftest import FIXTURES
 from nanochat_core.chat import SamplingParams
+from nanochat_core.context import ContextTooLong
 from nanochat_core.engine import Engine, sample_next
 from nanochat_core.events import Done, ErrorEvent, TextDelta, ToolCall, ToolResult
 from nanochat_core.tokenizer import StreamDecoder, Tokenizer
@@ -23,7 +24,7 @@ class ScriptedModel(torch.nn.Module):
 
     def __init__(self, script: list[int], vocab: int, delay: float = 0.0):
         super().__init__()
-        self.lm_head = torch.nn.Linear(1, 1)
+        self.device = torch.device("cpu")
         self.script, self.vocab, self.delay = script, vocab, delay
         self.fed: list[int] = []
         self.rotary_len = 10_000
@@ -166,8 +167,11 @@ def test_stream_text_equals_decode_of_ids(load_fixture):
         assert text == m.tokenizer.decode([t for t in done.token_ids if t not in specials])
 
 
-def test_context_overflow_is_an_error_event(load_fixture):
+def test_context_overflow_is_refused_before_any_work(load_fixture):
     m = load_fixture("gen5-smear-backout")
     ids = [m.tokenizer.bos_id] + [65] * 2600  # rotary table holds 10 x 256 positions
-    events = list(m.stream(ids, SamplingParams(max_tokens=5)))
-    assert isinstance(events[-1], ErrorEvent) and "context" in events[-1].message
+    with pytest.raises(ContextTooLong, match="Maximum 2560 tokens allowed, this one has 2601"):
+        m.stream(ids, SamplingParams(max_tokens=5))  # raised by the call, not while iterating
+    # The engine underneath, called directly, ends its stream with the same line.
+    events = list(m.engine.stream(ids, SamplingParams(max_tokens=5)))
+    assert isinstance(events[-1], ErrorEvent) and "Maximum 2560 tokens allowed" in events[-1].message

@@ -346,15 +346,6 @@ async def test_a_conversation_the_engine_refuses_is_400_not_500(make_client):
     assert resp.status == 500 and (await resp.json())["error"]["type"] == "server_error"
 
 
-def _engine_refuses_before_work() -> bool:
-    from nanochat_core.api import ChatModel
-
-    return hasattr(ChatModel, "check_context")
-
-
-@pytest.mark.skipif(not _engine_refuses_before_work(),
-                    reason="needs the engine's ContextTooLong (a ValidationError raised before any work); "
-                           "until it lands, an over-long conversation fails inside the stream")
 async def test_a_real_conversation_longer_than_the_context_is_400(make_client, real_model):
     client = await make_client(real_model)
     long = [{"role": "user" if i % 2 == 0 else "assistant", "content": "word " * 1500} for i in range(5)]
@@ -419,3 +410,22 @@ def test_threaded_server_serves_reports_its_lines_and_a_busy_port(monkeypatch):
         assert any(line.startswith("Press Ctrl+C") for line in server.lines)
         health = json.loads(urllib.request.urlopen(server.url + "/health", timeout=30).read())
         assert health["ready"] is True
+
+
+async def test_the_context_budget_defaults_to_sequence_len_and_is_checked_before_queueing(make_client, real_model):
+    """--max-context (hardening item 7): one request may not take more than the budget; the
+    default is the model's sequence_len; a refusal is the rulebook's kind of 400 before any work."""
+    from nanochat_tui.web.workers import context_budget, model_worker
+
+    seq = real_model.info.sequence_len
+    assert context_budget(WebConfig(), real_model) == seq
+    assert context_budget(WebConfig(max_context=0), real_model) is None
+    worker = model_worker(0, real_model, 2, context_budget(WebConfig(), real_model))
+    assert worker.backend.context_limit == seq
+    client = await make_client(worker)
+    over = [{"role": "user", "content": "word " * (seq + 10)}]
+    resp = await client.post("/chat/completions", json={"messages": over})
+    assert resp.status == 400
+    assert (await resp.json())["detail"].startswith(f"Total conversation is too long. Maximum {seq} tokens allowed")
+    ok = await client.post("/chat/completions", json={"messages": [{"role": "user", "content": "hi"}], "max_tokens": 4})
+    assert ok.status == 200 and b'"done": true' in await ok.read()

@@ -14,7 +14,7 @@ from typing import Sequence
 
 from aiohttp import web
 
-from nanochat_core.chat import Message, SamplingParams
+from nanochat_core.chat import Message, SamplingParams, ValidationError
 from nanochat_core.serving import Generation, PoolBusy, PoolClosed, WorkerPool
 
 from ..config import WebConfig
@@ -107,7 +107,15 @@ async def read_json_object(request: web.Request) -> dict:
 
 
 def submit_generation(pool: WorkerPool, messages: Sequence[Message], sampling: SamplingParams) -> Generation:
-    """Start or queue a validated request; a full queue or a closing pool is ApiError 503."""
+    """Start or queue a validated request; a full queue or a closing pool is ApiError 503. A
+    conversation over the context budget is a 400 now, before it waits in the queue (every
+    worker serves the same model, so the first one's check holds for all)."""
+    check = getattr(pool.workers[0].backend, "check_context", None) if pool.workers else None
+    if check is not None:
+        try:
+            check(messages)
+        except ValidationError as e:
+            raise ApiError(400, str(e), param="messages") from None
     try:
         return pool.submit(messages, sampling)
     except PoolBusy as e:

@@ -60,10 +60,19 @@ def plan_devices(config: WebConfig) -> list[str]:
     return [kind]
 
 
-def model_worker(gpu_id: int, model: Any, slots: int) -> Worker:
-    """A worker for a loaded ChatModel: with more than one slot its requests share decode steps
-    (a BatchedChatModel); with one, the model itself runs one stream at a time."""
-    backend = model.batched(slots) if slots > 1 else model
+def context_budget(config: WebConfig, model: Any) -> int | None:
+    """--max-context: the model's sequence_len by default (hardening: one request must not grow
+    every cache row to 10x the context), 0 for none beyond the model's own positions."""
+    if config.max_context is None:
+        return int(model.info.sequence_len) or None
+    return config.max_context or None
+
+
+def model_worker(gpu_id: int, model: Any, slots: int, max_context: int | None = None) -> Worker:
+    """A worker for a loaded ChatModel: its requests share decode steps (a BatchedChatModel
+    with `slots` rows, which also holds the context budget); with one slot and no budget, the
+    model itself runs one stream at a time."""
+    backend = model.batched(slots, max_context) if slots > 1 or max_context else model
     return Worker(gpu_id=gpu_id, device=str(model.info.device), backend=backend, slots=slots)
 
 
@@ -118,7 +127,11 @@ def load_workers(config: WebConfig, say: Callable[[str], None] = say) -> list[Wo
         for notice in model.notices:
             if notice not in said:  # the demo-model notice is also a progress line
                 say(f"  Notice: {notice}")
-        workers.append(model_worker(i, model, config.max_batch))
+        workers.append(model_worker(i, model, config.max_batch, context_budget(config, model)))
     say(f"All {len(workers)} workers initialized!")
     say(f"Model: {workers[0].backend.info.describe()}")
+    limit = getattr(workers[0].backend, "context_limit", None)
+    if limit is not None:
+        say(f"Context: at most {limit} tokens per conversation, prompt and reply "
+            "(--max-context; longer ones are refused with a 400)")
     return workers

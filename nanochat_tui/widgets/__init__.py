@@ -14,9 +14,11 @@ from .messages import (
     UserMessage,
 )
 from .prompt_input import PromptInput
+from .screens import ConfirmScreen, ConversationsScreen, RenameScreen, SettingsScreen
 from .status_bar import StatusBar
 
 __all__ = [
     "Archive", "AssistantMessage", "ChatHeader", "ChatLog", "ErrorBanner", "InfoPanel", "MarkdownChunk", "Notice",
     "PromptInput", "StatusBar", "ToolCallView", "TypingIndicator", "UserMessage",
+    "ConfirmScreen", "ConversationsScreen", "RenameScreen", "SettingsScreen",
 ]

@@ -20,6 +20,32 @@ class ChatLog(VerticalScroll, can_focus=False):
     def on_mount(self) -> None:
         self.anchor()
 
+    def _scroll_to(self, x: float | None = None, y: float | None = None, *, release_anchor: bool = True,
+                   **kwargs) -> bool:
+        """At the bottom means following. Textual re-anchors only when the position equals the
+        bottom, which a growing reply moves away from while a scroll (a wheel turn, a drag) is
+        still on its way there; so a scroll that aims at the bottom re-anchors at once.
+        (Overrides Widget._scroll_to, where every scroll ends up; `_anchor_released` is the
+        anchor state Textual keeps, see Widget.anchor.)"""
+        aims_at_end = y is not None and y >= self.max_scroll_y
+        moved = super()._scroll_to(x, y, release_anchor=release_anchor, **kwargs)
+        if aims_at_end and self.is_anchored and self._anchor_released:
+            self._anchor_released = False
+        return moved
+
+    def scroll_page_down(self, **kwargs) -> None:
+        # PageDown computes its target now and scrolls after the next refresh, by when a
+        # streaming reply may have moved the bottom further: decide on what the user sees now.
+        if self.is_anchored and self.scroll_target_y + self.scrollable_content_region.height >= self.max_scroll_y:
+            self.follow()
+            return
+        super().scroll_page_down(**kwargs)
+
+    @property
+    def following(self) -> bool:
+        """True while new content scrolls into view (the user has not scrolled up)."""
+        return self.is_anchored and not self._anchor_released
+
     async def add(self, *widgets: Widget) -> None:
         await self.mount_all(widgets)
         await self.fold_old()
@@ -38,7 +64,7 @@ class ChatLog(VerticalScroll, can_focus=False):
             limit = min(batch, users[-1] if users else batch)
             old = []
             for w in live[:limit]:
-                if isinstance(w, AssistantMessage) and not w.finished:
+                if (isinstance(w, AssistantMessage) and not w.finished) or w.has_focus:
                     break
                 old.append(w)
             if not old:
@@ -59,3 +85,12 @@ class ChatLog(VerticalScroll, can_focus=False):
     def follow(self) -> None:
         """Re-anchor to the bottom (after the user sends: their new message should be seen)."""
         self.anchor()
+
+    def on_resize(self) -> None:
+        # a resize changes where the bottom is: one that leaves the view there follows again
+        if self.is_anchored and self.scroll_y >= self.max_scroll_y:
+            self.call_after_refresh(self._refollow_if_at_end)
+
+    def _refollow_if_at_end(self) -> None:
+        if self.scroll_y >= self.max_scroll_y:
+            self.follow()
