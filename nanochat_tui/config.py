@@ -171,5 +171,6 @@ class ServeConfig:
     gpus_per_replica: float | None = None  # None: 1 when the cluster has GPUs, else 0; fractions share a GPU
     cpus_per_replica: float = 1.0
     batch_size: int = 8  # streams one replica decodes together (continuous batching)
+    max_context: int | None = None  # tokens per conversation, as WebConfig.max_context (None: sequence_len)
     detach: bool = False  # return once the replicas are ready, leaving them running
     stop: bool = False  # delete the application (one left running with detach) and return

@@ -56,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--batch-size", type=int, default=8, metavar="B",
                    help="streams each replica decodes together (continuous batching); Ray sends a "
                         "replica no more than this at once (default: 8)")
+    g.add_argument("--max-context", type=int, default=None, metavar="N",
+                   help="tokens one conversation may take, prompt and reply (default: the model's "
+                        "sequence_len; 0 = all of the model's positions); longer ones get a 400")
     g = p.add_argument_group("lifetime")
     g.add_argument("--detach", action="store_true",
                    help="return once the replicas are ready and leave them running (needs ADDRESS)")
@@ -92,6 +95,8 @@ def config_from(args: argparse.Namespace) -> ServeConfig:
         raise UsageError("--cpus-per-replica must be more than 0 (fractions allowed, e.g. 0.5)")
     if not (1 <= args.batch_size <= 256):
         raise UsageError("--batch-size must be between 1 and 256")
+    if args.max_context is not None and args.max_context < 0:
+        raise UsageError("--max-context must be 0 (no budget) or a number of tokens")
     if args.device_type == "cuda" and gpus == 0:
         raise UsageError("--device-type cuda needs GPUs: give --gpus-per-replica more than 0")
     if args.softcap is not None and not args.softcap > 0:
@@ -103,7 +108,7 @@ def config_from(args: argparse.Namespace) -> ServeConfig:
     return ServeConfig(
         model=selection, address=address, app=args.ray_app.strip(), replicas=args.replicas or 1,
         autoscale=autoscale, gpus_per_replica=gpus, cpus_per_replica=args.cpus_per_replica,
-        batch_size=args.batch_size, detach=args.detach, stop=args.stop,
+        batch_size=args.batch_size, max_context=args.max_context, detach=args.detach, stop=args.stop,
     )
 
 

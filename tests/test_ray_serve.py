@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ast
 import concurrent.futures
+import contextlib
 import http.client
 import importlib.util
 import json
@@ -47,6 +48,7 @@ needs_ray = pytest.mark.skipif(not RAY_INSTALLED, reason="Ray is not installed: 
 
 LONG_APP = "long"  # the random-weight model: every reply runs to max_tokens
 LONG_MAX_TOKENS = 4096
+DEMO_CONTEXT = 256  # the demo application's --max-context (the model's own is 512)
 DEADLINE_S = 120.0
 
 
@@ -114,18 +116,34 @@ def cluster(tmp_path_factory):
         wait_for(listening, "the Ray head to listen", timeout=90)
         yield f"127.0.0.1:{port}"
     finally:
-        # SIGTERM: `ray start --block` drains the node and stops what it started; anything of
-        # its process group still running after that is killed.
+        # SIGTERM: `ray start --block` stops what it started. Ray's workers (the replicas) have
+        # process groups of their own but stay in the session started here: whatever of it is
+        # still running after a while is killed by its pid, so no test run leaves Ray behind.
         proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
         try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+            wait_for(lambda: not session_members(proc.pid), "Ray's processes to exit", timeout=15, every=0.2)
+        except AssertionError:
+            for pid in session_members(proc.pid):
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
         shutil.rmtree(temp, ignore_errors=True)
+
+
+def session_members(sid: int) -> list[int]:
+    """The pids of the processes in session `sid` (Linux /proc)."""
+    pids = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # it exited meanwhile
+            continue
+        if int(fields[3]) == sid:  # after "(comm)": state, ppid, pgrp, session
+            pids.append(int(stat.parent.name))
+    return pids
 
 
 def run_cli(*args: str, timeout: float = 300, env: dict | None = None) -> subprocess.CompletedProcess:
@@ -142,8 +160,8 @@ def deployed(cluster, tmp_path_factory):
     write_random_checkpoint(long_dir, "d2:128:512")
     common = ["--replicas", "2", "--cpus-per-replica", "0.5", "--batch-size", "4", "--detach"]
     procs = [
-        subprocess.Popen([*cli_command(), "serve", "--ray", cluster, *common], stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True, env=ray_env()),
+        subprocess.Popen([*cli_command(), "serve", "--ray", cluster, "--max-context", str(DEMO_CONTEXT), *common],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ray_env()),
         subprocess.Popen([*cli_command(), "serve", "--ray", cluster, "--ray-app", LONG_APP, "--model-dir",
                           str(long_dir), *common], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                          text=True, env=ray_env()),
@@ -155,10 +173,12 @@ def deployed(cluster, tmp_path_factory):
 
 
 @contextmanager
-def front_door(*args: str, timeout: float = 120):
-    """`nanochat-tui --web --ray ...` on 127.0.0.1 and a free port; yields (base_url, lines)."""
+def front_door(*args: str, timeout: float = 120, env: dict | None = None, ended: dict | None = None):
+    """`nanochat-tui --web --ray ...` (or any --web) on 127.0.0.1 and a free port; yields
+    (base_url, lines). Stopped with Ctrl+C (SIGINT); `ended` gets its exit status and the rest
+    of its output."""
     proc = subprocess.Popen([*cli_command(), "--web", "-p", "0", "--host", "127.0.0.1", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=ray_env())
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env or ray_env())
     lines: list[str] = []
     try:
         deadline = time.monotonic() + timeout
@@ -178,10 +198,12 @@ def front_door(*args: str, timeout: float = 120):
     finally:
         proc.send_signal(signal.SIGINT)
         try:
-            proc.communicate(timeout=30)
+            rest = proc.communicate(timeout=30)[0]
         except subprocess.TimeoutExpired:
             proc.kill()
-            proc.communicate()
+            rest = proc.communicate()[0]
+        if ended is not None:
+            ended.update(returncode=proc.returncode, output=rest)
 
 
 @pytest.fixture(scope="module")
@@ -295,6 +317,27 @@ def test_openai_sdk_streams_through_the_front_door(demo_door):
 
 @needs_ray
 @pytest.mark.ray
+def test_the_replicas_context_budget_refuses_a_long_conversation(deployed, demo_door):
+    """serve --max-context holds in the replicas: a whole reply is a 400, a stream (whose
+    headers went out before a replica looked at it) ends with an invalid_request_error chunk."""
+    import openai
+
+    base, lines = demo_door
+    budget = f"Context: at most {DEMO_CONTEXT} tokens per conversation"
+    assert budget in deployed["demo"] and any(budget in line for line in lines), lines
+    client = openai.OpenAI(base_url=base + "/v1", api_key="unused", max_retries=0)
+    messages = [{"role": "user", "content": " ".join(["word"] * (DEMO_CONTEXT * 2))}]
+    too_long = f"Maximum {DEMO_CONTEXT} tokens allowed"
+    with pytest.raises(openai.BadRequestError, match=too_long):
+        client.chat.completions.create(model="nanochat-demo", messages=messages, max_tokens=4)
+    stream = client.chat.completions.create(model="nanochat-demo", messages=messages, max_tokens=4, stream=True)
+    with pytest.raises(openai.APIError, match=too_long):
+        for _chunk in stream:
+            pass
+
+
+@needs_ray
+@pytest.mark.ray
 def test_sixteen_concurrent_streams_equal_their_solo_runs(demo_door):
     base, _ = demo_door
     prompts = [f"{question} ({i})" for i, question in enumerate(
@@ -309,6 +352,18 @@ def test_sixteen_concurrent_streams_equal_their_solo_runs(demo_door):
     assert all(text for text in solo)
     # a replica takes 4 streams at once (--batch-size 4): Ray must have spread them over both
     assert all(after[r] > before.get(r, 0) for r in after), (before, after)
+
+
+@needs_ray
+@pytest.mark.ray
+def test_front_door_stops_on_ctrl_c_with_status_0_and_no_raw_ray_lines(cluster, deployed):
+    """Its Serve handles are shut down before it leaves the cluster: a router left polling
+    makes Ray's core worker print a raw error line and end the process with status 1."""
+    ended: dict = {}
+    with front_door("--ray", cluster, "-t", "0", ended=ended) as (base, _lines):
+        assert sse_reply(base, "Hello", max_tokens=4)
+    assert ended["returncode"] == 0, ended["output"]
+    assert "core_worker" not in ended["output"] and "\x1b" not in ended["output"], ended["output"]
 
 
 # ---------------------------------------------------------------- cancel and failure (the long model)
@@ -457,13 +512,17 @@ def test_front_door_for_a_missing_application_is_one_line(cluster, deployed):
 @needs_ray
 @pytest.mark.ray
 def test_a_replica_that_cannot_load_says_why_in_one_line(cluster, deployed, tmp_path):
-    missing = tmp_path / "no-such-dir"
+    # The replica's error names the path, escape sequence and all: it reaches the terminal
+    # only through the sanitizer (ESC shown as ^[).
+    missing = tmp_path / "no-such-\x1b[31mdir"
     result = run_cli("serve", "--ray", cluster, "--ray-app", "broken", "--model-dir", str(missing),
                      "--cpus-per-replica", "0.25", "--detach")
     assert result.returncode == 2, result.stdout + result.stderr
     error = result.stderr.strip().splitlines()
-    assert len(error) == 1 and str(missing) in error[0] and "could not start" in error[0], error
+    shown = str(missing).replace("\x1b", "^[")
+    assert len(error) == 1 and shown in error[0] and "could not start" in error[0], error
     assert "Traceback" not in result.stdout + result.stderr
+    assert "\x1b" not in result.stdout + result.stderr
 
 
 @needs_ray
@@ -500,18 +559,38 @@ def test_ray_flag_mistakes_are_one_line(args, words, capsys):
     assert len(err) == 1 and err[0].startswith("nanochat-tui: error:") and words in err[0], err
 
 
-def test_without_ray_the_flags_say_how_to_install_it(tmp_path):
-    """A stand-in `ray` package that cannot be imported, first on the path: as without the extra."""
-    fake = tmp_path / "ray"
+def env_without_ray(folder: Path, **extra: str) -> tuple[dict, Path]:
+    """The CLI's environment with a stand-in `ray` package first on the path that cannot be
+    imported (as without the extra) and leaves a file behind when something tries."""
+    fake = folder / "ray"
     fake.mkdir()
-    (fake / "__init__.py").write_text("raise ImportError(\"No module named 'ray'\")\n")
-    env = cli_env(PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep))
+    marker = folder / "ray-was-imported"
+    (fake / "__init__.py").write_text(f"open({str(marker)!r}, 'a').write('x')\n"
+                                      "raise ImportError(\"No module named 'ray'\")\n")
+    path = os.pathsep.join([str(folder), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return cli_env(PYTHONPATH=path, **extra), marker
+
+
+def test_without_ray_the_flags_say_how_to_install_it(tmp_path):
+    env, _ = env_without_ray(tmp_path)
     for args in (["serve", "--ray", "auto"], ["--web", "--ray", "auto"]):
         result = subprocess.run([*cli_command(), *args], capture_output=True, text=True, env=env, timeout=60)
         assert result.returncode == 2
         assert result.stderr.strip().splitlines() == [
             f"nanochat-tui: error: {'serve --ray' if args[0] == 'serve' else '--ray'} needs Ray Serve, which is "
             "not installed: pip install 'nanochat-tui[ray]'"]
+
+
+def test_prompt_and_web_without_ray_flags_never_try_to_import_ray(tmp_path):
+    """The real one-shot and web modes (the demo model), as processes: not even an attempt."""
+    env, marker = env_without_ray(tmp_path, NANOCHAT_BASE_DIR=str(tmp_path / "none"))
+    result = subprocess.run([*cli_command(), "-p", "Hello", "-t", "0", "-m", "4"], capture_output=True,
+                            text=True, env=env, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip(), result.stderr
+    with front_door("-t", "0", env=env) as (base, _lines):
+        assert sse_reply(base, "Hello", max_tokens=4)
+        assert get_json(base + "/health")["ready"] is True
+    assert not marker.exists()
 
 
 def test_help_imports_neither_ray_nor_torch():

@@ -80,9 +80,31 @@ def join(address: str | None) -> str:
     return ray.get_runtime_context().gcs_address
 
 
+_handles: dict[tuple[str, str], Any] = {}
+
+
+def deployment_handle(deployment: str, app: str) -> Any:
+    """Serve's handle to `deployment` of `app`, remembered so that leave() can stop its router
+    first: a router still polling the controller after ray.shutdown() makes Ray's core worker
+    print a raw error line and exit the process with status 1."""
+    from ray import serve
+
+    key = (deployment, app)
+    if key not in _handles:
+        _handles[key] = serve.get_deployment_handle(deployment, app_name=app)
+    return _handles[key]
+
+
 def leave() -> None:
+    """Stop the handles' routers, then disconnect (a Ray instance join(None) started stops)."""
     import ray
 
+    while _handles:
+        _, handle = _handles.popitem()
+        try:
+            handle.shutdown()
+        except Exception:  # never used (no router), or the cluster is gone: nothing to stop
+            pass
     if ray.is_initialized():
         ray.shutdown()
 

@@ -25,7 +25,7 @@ from nanochat_core.text import compact_line
 from ..config import ServeConfig
 from ..console import say as console_say
 from . import RayServeError
-from .connect import join, leave
+from .connect import deployment_handle, join, leave
 from .protocol import BOARD_DEPLOYMENT, GRACEFUL_SHUTDOWN_S, REPLICA_DEPLOYMENT, START_FAILURE_MARK
 
 POLL_S = 0.5
@@ -65,7 +65,7 @@ def _serve(config: ServeConfig, gcs: str, say: Callable[[str], None]) -> int:
     say(f"Deploying Serve application '{config.app}': {spec_line}")
     from .replica import ReplicaSpec, build_app
 
-    app = build_app(ReplicaSpec(config.model, config.batch_size), replicas=config.replicas,
+    app = build_app(ReplicaSpec(config.model, config.batch_size, config.max_context), replicas=config.replicas,
                     autoscale=config.autoscale, gpus=gpus, cpus=config.cpus_per_replica)
     failure = None
     try:
@@ -179,9 +179,7 @@ def _summary(message: str) -> str:
 
 
 def _board_reports(app: str) -> list[dict]:
-    from ray import serve
-
-    board = serve.get_deployment_handle(BOARD_DEPLOYMENT, app_name=app)
+    board = deployment_handle(BOARD_DEPLOYMENT, app)
     return board.snapshot.remote().result(timeout_s=10.0)
 
 
@@ -219,6 +217,10 @@ def _check_models(app: str, say: Callable[[str], None]) -> str:
                             "the same files (a shared --model-dir) or name the checkpoint with --hf")
     for notice in dict.fromkeys(n for report in reports for n in report["notices"]):
         say(f"  Notice: {notice}")
+    limit = reports[0]["stats"].get("context_limit")
+    if limit:
+        say(f"Context: at most {limit} tokens per conversation, prompt and reply (--max-context; longer "
+            "ones are refused with a 400)")
     return reports[0]["info"].describe()
 
 

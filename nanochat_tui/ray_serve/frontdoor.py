@@ -37,7 +37,7 @@ from nanochat_core.text import compact_line
 
 from ..config import RayTarget
 from . import RayServeError
-from .connect import join
+from .connect import deployment_handle, join
 from .protocol import BOARD_DEPLOYMENT, FINAL_WAIT_S, REPLICA_DEPLOYMENT, Started
 
 FRONT_DOOR_STREAMS = 128  # streams one front door forwards at once; more wait in its --queue-size queue
@@ -51,11 +51,12 @@ class RayBackend:
     """The backend of a front door's one worker (module docstring)."""
 
     def __init__(self, target: RayTarget, gcs_address: str, replicas: Any, board: Any,
-                 info: ModelInfo, notices: Sequence[str]):
+                 info: ModelInfo, notices: Sequence[str], context_limit: int | None = None):
         self.target = target
         self.gcs_address = gcs_address
         self.info = info
         self.notices = list(notices)
+        self.context_limit = context_limit  # the replicas' (serve --max-context); they refuse longer ones
         self._replicas = replicas.options(stream=True)
         self._board = board
         self._lock = threading.Lock()
@@ -308,16 +309,14 @@ def _describe(error: Exception, *, mid_reply: bool) -> str:
 def connect_front_door(target: RayTarget, say: Callable[[str], None]) -> Worker:
     """Join the cluster, wait until the application has a running replica, and return the one
     worker whose backend streams from it. RayServeError (one line) when it cannot."""
-    from ray import serve
-
     say(f"Connecting to the Ray cluster at {target.address} ...")
     gcs = join(target.address)
     say(f"Joined the Ray cluster at {gcs}; waiting for Serve application '{target.app}' ...")
     _check_deployed(target)
-    replicas = serve.get_deployment_handle(REPLICA_DEPLOYMENT, app_name=target.app)
-    board = serve.get_deployment_handle(BOARD_DEPLOYMENT, app_name=target.app)
-    info, notices = _wait_for_replica(target, board, say)
-    backend = RayBackend(target, gcs, replicas, board, info, notices)
+    replicas = deployment_handle(REPLICA_DEPLOYMENT, target.app)
+    board = deployment_handle(BOARD_DEPLOYMENT, target.app)
+    info, notices, limit = _wait_for_replica(target, board, say)
+    backend = RayBackend(target, gcs, replicas, board, info, notices, limit)
     view = backend.view()
     say(f"Serving through Ray: application '{target.app}', {view['running']} replica"
         f"{'' if view['running'] == 1 else 's'} running")
@@ -339,8 +338,10 @@ def _check_deployed(target: RayTarget) -> None:
                             f"deploy the model with nanochat-tui serve --ray {compact_line(target.address, 100)}")
 
 
-def _wait_for_replica(target: RayTarget, board: Any, say: Callable[[str], None]) -> tuple[ModelInfo, list[str]]:
-    """Until one replica runs and has reported its model; says what Serve reports meanwhile."""
+def _wait_for_replica(target: RayTarget, board: Any,
+                      say: Callable[[str], None]) -> tuple[ModelInfo, list[str], int | None]:
+    """Until one replica runs and has reported its model (and context limit); says what Serve
+    reports meanwhile."""
     from ray import serve
 
     said = None
@@ -358,7 +359,7 @@ def _wait_for_replica(target: RayTarget, board: Any, say: Callable[[str], None])
             reports = []
         if reports:
             first = reports[0]
-            return first["info"], list(first["notices"])
+            return first["info"], list(first["notices"]), first["stats"].get("context_limit")
         deployment = app.deployments.get(REPLICA_DEPLOYMENT)
         states = {_name(k): v for k, v in (deployment.replica_states.items() if deployment else ())}
         line = f"  {state}: replicas {states or 'none yet'}"

@@ -58,6 +58,7 @@ class ReplicaSpec:
 
     model: ModelSelection
     batch_size: int
+    max_context: int | None = None  # --max-context, as for --web (None: the model's sequence_len)
 
 
 class ReplicaStartError(RuntimeError):
@@ -67,7 +68,7 @@ class ReplicaStartError(RuntimeError):
 @serve.deployment(name=REPLICA_DEPLOYMENT)
 class NanochatReplica:
     async def __init__(self, spec: ReplicaSpec, board: Any) -> None:
-        from nanochat_tui.web.workers import model_worker  # the local --web rule: batched when slots > 1
+        from nanochat_tui.web.workers import budget_for, model_worker  # the local --web rules
 
         self._board = board
         self._id = serve.get_replica_context().replica_id.unique_id
@@ -77,7 +78,7 @@ class NanochatReplica:
             self._model = await asyncio.to_thread(spec.model.load)
         except Exception as e:  # CheckpointError and kin: one line, found again by `serve`
             raise ReplicaStartError(START_FAILURE_MARK + compact_line(e, 300)) from None
-        self._worker = model_worker(0, self._model, spec.batch_size)
+        self._worker = model_worker(0, self._model, spec.batch_size, budget_for(spec.max_context, self._model))
         # The pool's queue only absorbs the moment between Serve seeing a stream end and the
         # engine thread giving its slot back (Serve never sends more than batch_size at once).
         self._pool = WorkerPool([self._worker], queue_size=spec.batch_size)
@@ -156,6 +157,7 @@ class NanochatReplica:
             "model": info.short_name,
             "identity": info.identity(),
             "slots": self._worker.slots,
+            "context_limit": getattr(self._worker.backend, "context_limit", None),
             "active": self._pool.active_requests,
             "waiting": self._pool.waiting_requests,
             "started": round(self._started, 3),

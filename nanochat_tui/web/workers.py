@@ -63,9 +63,14 @@ def plan_devices(config: WebConfig) -> list[str]:
 def context_budget(config: WebConfig, model: Any) -> int | None:
     """--max-context: the model's sequence_len by default (hardening: one request must not grow
     every cache row to 10x the context), 0 for none beyond the model's own positions."""
-    if config.max_context is None:
+    return budget_for(config.max_context, model)
+
+
+def budget_for(max_context: int | None, model: Any) -> int | None:
+    """context_budget for a --max-context value (also `serve --ray`'s, in each replica)."""
+    if max_context is None:
         return int(model.info.sequence_len) or None
-    return config.max_context or None
+    return max_context or None
 
 
 def model_worker(gpu_id: int, model: Any, slots: int, max_context: int | None = None) -> Worker:
@@ -103,6 +108,7 @@ def load_workers(config: WebConfig, say: Callable[[str], None] = say) -> list[Wo
         for notice in worker.backend.notices:
             say(f"  Notice: {notice}")
         say(f"Model: {worker.backend.info.describe()}")
+        _say_context(worker, say, "set by nanochat-tui serve --max-context")
         return [worker]
     if config.model.server is not None:
         say("Initializing worker pool with 1 remote server...")
@@ -130,8 +136,12 @@ def load_workers(config: WebConfig, say: Callable[[str], None] = say) -> list[Wo
         workers.append(model_worker(i, model, config.max_batch, context_budget(config, model)))
     say(f"All {len(workers)} workers initialized!")
     say(f"Model: {workers[0].backend.info.describe()}")
-    limit = getattr(workers[0].backend, "context_limit", None)
+    _say_context(workers[0], say)
+    return workers
+
+
+def _say_context(worker: Worker, say: Callable[[str], None], where: str = "--max-context") -> None:
+    limit = getattr(worker.backend, "context_limit", None)
     if limit is not None:
         say(f"Context: at most {limit} tokens per conversation, prompt and reply "
-            "(--max-context; longer ones are refused with a 400)")
-    return workers
+            f"({where}; longer ones are refused with a 400)")
