@@ -491,8 +491,10 @@ def test_serve_stop_deletes_the_application_and_the_front_door_says_not_ready(cl
     result = run_cli("serve", "--ray", cluster, "--ray-app", LONG_APP, "--stop")
     assert result.returncode == 0, result.stdout + result.stderr
     assert "Deleted." in result.stdout
-    health = get_json(base + "/health")
-    assert health["ready"] is False and health["ray"]["status"] == "NOT_DEPLOYED", health
+    # /health reads a view refreshed every second (frontdoor.py): the deletion shows within it
+    health = wait_for(lambda: (h := get_json(base + "/health"))["ray"]["status"] == "NOT_DEPLOYED" and h,
+                      "the front door to see the application gone", timeout=30)
+    assert health["ready"] is False and health["num_gpus"] == 0, health
     again = run_cli("serve", "--ray", cluster, "--ray-app", LONG_APP, "--stop")
     assert again.returncode == 2 and "nothing to stop" in again.stderr
 

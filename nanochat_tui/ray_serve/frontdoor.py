@@ -43,7 +43,12 @@ from .protocol import BOARD_DEPLOYMENT, FINAL_WAIT_S, REPLICA_DEPLOYMENT, Starte
 FRONT_DOOR_STREAMS = 128  # streams one front door forwards at once; more wait in its --queue-size queue
 FIRST_EVENT_TIMEOUT_S = 300.0  # no replica took the request in this long (none running, all busy)
 RETRIES_BEFORE_FIRST_EVENT = 2  # a request whose replica died before sending anything goes again
-VIEW_MAX_AGE_S = 0.25  # /health and /stats callers within this share one look at the cluster
+# /health and /stats read a view of the cluster that a background thread refreshes every
+# VIEW_REFRESH_S while anyone keeps asking (within VIEW_KEEP_WARM_S): a health check then never
+# waits for Ray, and its cost (a call to the board) does not land on a stream starting at the same
+# moment (docs/benchmarks.md "Serving through Ray Serve").
+VIEW_REFRESH_S = 1.0
+VIEW_KEEP_WARM_S = 30.0
 WAIT_POLL_S = 0.5
 
 
@@ -61,8 +66,11 @@ class RayBackend:
         self._board = board
         self._lock = threading.Lock()
         self._unassigned = 0  # requests sent that no replica has started yet (waiting in Ray's router)
-        self._view: tuple[float, dict] | None = None
+        self._view: dict | None = None
         self._view_lock = threading.Lock()
+        self._asked_at = 0.0
+        self._refresher: threading.Thread | None = None
+        self._closed = threading.Event()
         # Replicas this front door saw die (Ray raised ActorDiedError in their stream): left out
         # of /stats at once, rather than when the board stops hearing from them.
         self._dead: dict[str, float] = {}
@@ -91,13 +99,14 @@ class RayBackend:
                         watch.started()
                         self._count_unassigned(-1)
                         continue
-                    received = True
-                    if isinstance(item, TextDelta):
-                        text.append(item.text)
-                        first_text_at = first_text_at or time.monotonic()
-                    yield item
-                    if isinstance(item, (Done, ErrorEvent)):
-                        return
+                    for event in item:  # a tuple of the events that were ready (protocol.py)
+                        received = True
+                        if isinstance(event, TextDelta):
+                            text.append(event.text)
+                            first_text_at = first_text_at or time.monotonic()
+                        yield event
+                        if isinstance(event, (Done, ErrorEvent)):
+                            return
                 yield ErrorEvent("the replica ended the reply without a result")
                 return
             except Exception as e:  # Ray's errors: cancelled, replica died, back pressure
@@ -139,7 +148,6 @@ class RayBackend:
         with self._lock:
             now = time.monotonic()
             self._dead = {r: t for r, t in self._dead.items() if now - t < 60} | {replica: now}
-            self._view = None
 
     def _count_unassigned(self, delta: int) -> None:
         with self._lock:
@@ -148,39 +156,55 @@ class RayBackend:
     # ---- the cluster's view, for /health and /stats
 
     def view(self) -> dict:
-        """Serve's status of the application and the board's replicas (blocking: run it off the
-        event loop). Shared by callers within VIEW_MAX_AGE_S; never raises."""
+        """Serve's status of the application and the board's replicas, less those this front
+        door saw die. The first call looks at the cluster (blocking: run it off the event loop);
+        later ones read what the refresher keeps up to date. Never raises."""
         with self._view_lock:
-            now = time.monotonic()
-            if self._view is not None and now - self._view[0] < VIEW_MAX_AGE_S:
-                return self._view[1]
+            self._asked_at = time.monotonic()
+            if self._view is None:
+                self._view = self._look()
+                if not self._closed.is_set():
+                    self._refresher = threading.Thread(target=self._refresh, name="nanochat-ray-view",
+                                                       daemon=True)
+                    self._refresher.start()
+            view = self._view
+        with self._lock:
+            dead = set(self._dead)
+        return {**view, "replicas": [r for r in view["replicas"] if r["replica"] not in dead]}
+
+    def _refresh(self) -> None:
+        """Every VIEW_REFRESH_S while asked; after VIEW_KEEP_WARM_S without a caller it stops
+        and forgets the view (the next caller looks again)."""
+        while not self._closed.wait(VIEW_REFRESH_S):
+            if time.monotonic() - self._asked_at > VIEW_KEEP_WARM_S:
+                with self._view_lock:
+                    if time.monotonic() - self._asked_at > VIEW_KEEP_WARM_S:
+                        self._view = None
+                        return
             view = self._look()
-            self._view = (time.monotonic(), view)
-            return view
+            with self._view_lock:
+                if self._view is not None:
+                    self._view = view
 
     def _look(self) -> dict:
-        from ray import serve
+        """One call to the board: its replicas and the Serve status it keeps (replica.py). When
+        the board does not answer (the application was deleted, or it is restarting), Serve is
+        asked here."""
+        from .status import serve_status
 
         app = self.target.app
         try:
-            status = serve.status().applications.get(app)
-            if status is None:
-                return {"app": app, "status": "NOT_DEPLOYED", "states": {}, "running": 0, "replicas": [],
-                        "error": f"no Serve application '{compact_line(app, 80)}' on the cluster"}
-            replicas = self._board.snapshot.remote().result(timeout_s=5.0)
+            seen = self._board.view.remote().result(timeout_s=5.0)
+            status, replicas = seen["serve"], seen["replicas"]
         except Exception as e:
-            return {"app": app, "status": "UNREACHABLE", "error": compact_line(e, 200), "states": {},
-                    "running": 0, "replicas": []}
-        deployment = status.deployments.get(REPLICA_DEPLOYMENT)
-        states = {_name(k): int(v) for k, v in (deployment.replica_states.items() if deployment else ())}
+            status, replicas = serve_status(app), []
+            if status["status"] not in ("NOT_DEPLOYED", "UNREACHABLE"):
+                status["error"] = f"the application's board did not answer: {compact_line(e, 200)}"
         return {
             "app": app,
-            "status": _name(status.status),
-            "message": compact_line(deployment.message, 300) if deployment and deployment.message else "",
-            "states": states,
-            "running": states.get("RUNNING", 0),
-            "replicas": sorted((r["stats"] for r in replicas if r["stats"]["replica"] not in self._dead),
-                               key=lambda s: (s["node"], s["started"])),
+            **status,
+            "running": status["states"].get("RUNNING", 0),
+            "replicas": sorted((r["stats"] for r in replicas), key=lambda s: (s["node"], s["started"])),
         }
 
     async def cluster_health(self, pool: Any) -> dict:
@@ -232,13 +256,18 @@ class RayBackend:
     def close(self) -> None:
         from .connect import leave
 
+        self._closed.set()
+        if self._refresher is not None:
+            self._refresher.join(10)  # a look in progress ends within its 5 s timeout
         leave()
 
 
 class _Watch:
     """Cancels `response` as soon as `cancel` is set, or when no replica has started it within
     `first_event_timeout` seconds. A thread of its own, since the slot thread is blocked in Ray's
-    iterator; it ends within POLL_S of stop()."""
+    iterator; it ends within POLL_S of stop(). stop() also lets go of the response at once: a
+    Ray object freed by this thread after the front door left the cluster would make Ray's core
+    worker print a raw error line and exit the process with status 1."""
 
     POLL_S = 0.1
 
@@ -247,6 +276,7 @@ class _Watch:
         self._cancel, self._response = cancel, response
         self._deadline: float | None = time.monotonic() + first_event_timeout
         self._stopped = False
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="nanochat-ray-watch", daemon=True)
         self._thread.start()
 
@@ -254,13 +284,14 @@ class _Watch:
         self._deadline = None
 
     def stop(self) -> None:
-        self._stopped = True
+        with self._lock:
+            self._stopped = True
+            self._response = None
 
     def _run(self) -> None:
         while not self._stopped:
             if self._cancel.wait(self.POLL_S):
-                if not self._stopped:
-                    self._cancel_call()
+                self._cancel_call()  # not once stopped
                 return
             deadline = self._deadline
             if deadline is not None and time.monotonic() > deadline:
@@ -269,10 +300,13 @@ class _Watch:
                 return
 
     def _cancel_call(self) -> None:
-        try:
-            self._response.cancel()
-        except Exception:  # already finished or its replica is gone: nothing left to stop
-            pass
+        with self._lock:
+            if self._response is None:
+                return
+            try:
+                self._response.cancel()
+            except Exception:  # already finished or its replica is gone: nothing left to stop
+                pass
 
 
 def _name(value: Any) -> str:

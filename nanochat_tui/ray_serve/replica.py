@@ -16,8 +16,10 @@ NanochatReplica - one copy of the model per replica, on the GPU (or fraction) Ra
     in the callers' Serve routers, which send them to whichever replica frees a slot first.
 NanochatBoard - one small replica that reserves no CPU or GPU: what every replica reports (its
   slots, active and waiting streams, counters, model), read by every front door for /health and
-  /stats; and cancelled streams' last events. It holds nothing that matters across a restart:
-  replicas report again within REPORT_EVERY_S.
+  /stats together with Serve's status of the application (asked here at most once per
+  STATUS_MAX_AGE_S however many front doors load balancers poll; a front door's look is then one
+  small call); and cancelled streams' last events. It holds nothing that matters across a restart: replicas report again
+  within REPORT_EVERY_S.
 """
 
 from __future__ import annotations
@@ -42,12 +44,16 @@ from .protocol import (
     FINAL_KEEP_S,
     FORGET_AFTER_S,
     GRACEFUL_SHUTDOWN_S,
+    HEALTH_CHECK_PERIOD_S,
+    HEALTH_CHECK_TIMEOUT_S,
     REPLICA_DEPLOYMENT,
     REPORT_EVERY_S,
     REPORT_GAP_S,
     START_FAILURE_MARK,
+    STATUS_MAX_AGE_S,
     Started,
 )
+from .status import serve_status
 
 DRAIN_TIMEOUT_S = 10.0  # a cancelled generation's engine thread returns within one step; this is a backstop
 
@@ -91,7 +97,7 @@ class NanochatReplica:
 
     async def generate(self, request_id: str, conversation: Conversation,
                        sampling: SamplingParams) -> AsyncIterator[Any]:
-        """Started, then the core events of one reply (see protocol.py)."""
+        """Started, then the core events of one reply in tuples (see protocol.py)."""
         self._counts["requests"] += 1
         try:
             generation = self._pool.submit(conversation, sampling)
@@ -104,9 +110,10 @@ class NanochatReplica:
         try:
             yield Started(self._id)
             async for event in generation:
-                if isinstance(event, (Done, ErrorEvent)):
-                    last = event
-                yield event
+                events = (event, *generation.ready())  # what piled up meanwhile goes along
+                if isinstance(events[-1], (Done, ErrorEvent)):
+                    last = events[-1]
+                yield events
         except (asyncio.CancelledError, GeneratorExit):
             generation.cancel()  # the engine stops within one decode step
             last = await self._last_event(generation)
@@ -197,6 +204,9 @@ class NanochatBoard:
         self._replicas: dict[str, tuple[float, dict, Any, list]] = {}
         self._finals: dict[str, tuple[float, Event]] = {}
         self._arrived: dict[str, asyncio.Event] = {}
+        self._app = serve.get_replica_context().app_name
+        self._status: tuple[float, dict] | None = None
+        self._refresh: asyncio.Task | None = None
 
     async def report(self, replica: str, stats: dict, info: Any, notices: list) -> None:
         self._replicas[replica] = (time.monotonic(), stats, info, notices)
@@ -209,6 +219,22 @@ class NanochatBoard:
                 del self._replicas[replica]
         return [{"stats": stats, "info": info, "notices": notices, "age_s": round(now - at, 3)}
                 for at, stats, info, notices in self._replicas.values()]
+
+    async def view(self) -> dict:
+        """{"replicas": snapshot(), "serve": the application's status (see serve_status)}. The
+        status may be up to STATUS_MAX_AGE_S old (plus one status call); only the first view
+        waits for it."""
+        now = time.monotonic()
+        if self._status is None or now - self._status[0] > STATUS_MAX_AGE_S:
+            if self._refresh is None or self._refresh.done():
+                self._refresh = asyncio.get_running_loop().create_task(self._refresh_status())
+            if self._status is None:
+                await asyncio.shield(self._refresh)
+        return {"replicas": await self.snapshot(), "serve": self._status[1] if self._status else None}
+
+    async def _refresh_status(self) -> None:
+        status = await asyncio.to_thread(serve_status, self._app)
+        self._status = (time.monotonic(), status)
 
     async def put_final(self, request_id: str, event: Event) -> None:
         now = time.monotonic()
@@ -240,6 +266,8 @@ def build_app(spec: ReplicaSpec, *, replicas: int, autoscale: tuple[int, int] | 
         "ray_actor_options": {"num_cpus": cpus, "num_gpus": gpus},
         "max_ongoing_requests": spec.batch_size,
         "graceful_shutdown_timeout_s": GRACEFUL_SHUTDOWN_S,
+        "health_check_period_s": HEALTH_CHECK_PERIOD_S,
+        "health_check_timeout_s": HEALTH_CHECK_TIMEOUT_S,
     }
     if autoscale is not None:
         low, high = autoscale
