@@ -550,6 +550,8 @@ def test_unreachable_cluster_is_one_line():
     (["serve", "--ray", "auto", "--device-type", "cuda", "--gpus-per-replica", "0"], "needs GPUs"),
     (["--web", "--ray", "auto", "-g", "d20"], "-g/--model-tag"),
     (["--web", "--ray", "auto", "--batch-size", "4"], "--batch-size"),
+    (["--web", "--ray", "auto", "--max-context", "100"], "--max-context"),
+    (["serve", "--ray", "auto", "--max-context", "-1"], "--max-context must be 0"),
     (["--web", "--ray", "auto", "--server", "http://x/v1"], "give one"),
     (["--web", "--ray-app", "x"], "--ray-app is for --ray"),
 ])

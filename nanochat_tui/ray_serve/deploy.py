@@ -209,7 +209,8 @@ def _check_models(app: str, say: Callable[[str], None]) -> str:
     identities = {}
     for report in reports:
         stats = report["stats"]
-        key = repr(sorted(stats["identity"].items()))
+        # Not the path: each node has its own (its Hugging Face cache, its home directory).
+        key = repr(sorted((k, v) for k, v in stats["identity"].items() if k != "path"))
         identities.setdefault(key, []).append(f"{stats['model']} on {stats['node']}")
     if len(identities) > 1:
         seen = "; ".join(entries[0] for entries in identities.values())
