@@ -11,7 +11,10 @@ it and turns keys, slash commands and palette choices into changes of it:
   the queue into the recorder and the reply widget (tokens reach the UI in batches; the worker
   never blocks on the UI);
 * every command comes from the one registry (nanochat_tui/commands.py): key bindings, the
-  footer, the command palette, /help and the slash commands are generated from it.
+  footer, the command palette, /help and the slash commands are generated from it;
+* `/model` (or the palette) opens the model picker (widgets/model_picker.py) over the catalog
+  (nanochat_core.catalog); the chosen model loads on a worker thread while the chat goes on,
+  then answers from the next reply with the whole conversation (`switch_model`).
 
 Only this module and nanochat_tui.widgets import Textual (the CLI imports us lazily), so
 `--help`, `--prompt` and `--web` stay Textual-free.
@@ -22,13 +25,14 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import os
 import re
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import App, ComposeResult
@@ -41,6 +45,7 @@ from nanochat_core.chat import Message, SamplingParams, ValidationError
 from nanochat_core.conversation import Conversation, Node, ReplyRecorder
 from nanochat_core.errors import NanochatError
 from nanochat_core.events import Done, ErrorEvent, GenerationStats, TextDelta, ToolCall, ToolResult
+from nanochat_core.hub import download_lines
 from nanochat_core.text import one_line, sanitize_for_terminal
 
 from . import commands as sc
@@ -61,8 +66,12 @@ from .widgets import (
     UserMessage,
 )
 from .widgets.messages import code_blocks
+from .widgets.model_picker import ModelPickerScreen
 from .widgets.palette import RegistryCommands
 from .widgets.screens import ConfirmScreen, ConversationsScreen, SettingsResult, SettingsScreen
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nanochat_core.catalog import CatalogEntry
 
 FLUSH_INTERVAL_S = 1 / 30  # how often streamed tokens are moved from the worker's queue to the screen
 GOODBYE = "goodbye"  # App result when the user typed quit/exit: run_tui prints "Goodbye!"
@@ -79,6 +88,14 @@ _END = object()  # the worker's last queue item, after the engine's events
 
 class ModelLoadFailed(NanochatError):
     """The model never loaded (shown in the app; printed again by the CLI once the screen is gone)."""
+
+
+def _load_error_line(e: BaseException) -> str:
+    """A failed load as one line: CheckpointError and ValidationError (ValueErrors) say it for
+    the user; anything else is named by its type. Never a traceback on screen."""
+    if isinstance(e, ValueError) and str(e):
+        return str(e).splitlines()[0]
+    return f"{type(e).__name__}: {e}".splitlines()[0]
 
 
 @dataclass(eq=False)
@@ -157,6 +174,17 @@ class NanochatApp(App[str | None], inherit_bindings=False):
             super().__init__()
             self.message = message
 
+    # ---- typed messages from a model switch's load thread (catalog.load_in_background) ----
+    class SwitchProgress(TextualMessage):
+        def __init__(self, entry: "CatalogEntry", line: str) -> None:
+            super().__init__()
+            self.entry, self.line = entry, line
+
+    class SwitchDone(TextualMessage):
+        def __init__(self, entry: "CatalogEntry", backend: Any, error: BaseException | None) -> None:
+            super().__init__()
+            self.entry, self.backend, self.error = entry, backend, error
+
     def __init__(self, config: ChatConfig | None = None, *, backend: Any = None,
                  session: Session | None = None, conversation: Conversation | None = None,
                  settings_path: Path | None = None, flush_interval: float = FLUSH_INTERVAL_S,
@@ -187,6 +215,8 @@ class NanochatApp(App[str | None], inherit_bindings=False):
         self._saved_theme: str | None = self.config.theme
         self._warned_saving = False
         self._backend_lock = threading.Lock()  # one stream at a time (a ChatModel owns one KV cache)
+        self._switching: CatalogEntry | None = None  # a model being loaded by the picker
+        self._pending: Any = None  # that model, loaded while a reply streamed: it takes over at its end
         self._ui_lock = asyncio.Lock()  # serializes changes to the chat log
         self.flushes = 0  # how many times queued events were moved to the screen (benchmark)
 
@@ -297,12 +327,14 @@ class NanochatApp(App[str | None], inherit_bindings=False):
     # ---- loading ----
     @work(thread=True, exclusive=True, group="load")
     def _load_model(self) -> None:
+        def say(line: str) -> None:
+            self.post_message(self.LoadProgress(line))
+
         try:
-            backend = self.config.model.load(progress=lambda line: self.post_message(self.LoadProgress(line)))
-        except ValueError as e:  # CheckpointError and ValidationError: one line for the user
-            self.post_message(self.LoadFailed(str(e).splitlines()[0] if str(e) else type(e).__name__))
-        except Exception as e:  # anything else: still one line, never a traceback on screen
-            self.post_message(self.LoadFailed(f"{type(e).__name__}: {e}".splitlines()[0]))
+            # --hf downloads report as lines (the library's bar on stderr is hidden under Textual)
+            backend = self.config.model.load(progress=say, download_progress=download_lines(say))
+        except Exception as e:
+            self.post_message(self.LoadFailed(_load_error_line(e)))
         else:
             self.post_message(self.ModelLoaded(backend))
 
@@ -319,19 +351,37 @@ class NanochatApp(App[str | None], inherit_bindings=False):
         self.query_one(ChatHeader).set_model("no model loaded", "")
         await self._add(Notice(f"Could not load the model: {self.load_error}", kind="error"))
         self.banner.show(self.load_error, "load")
-        self.status.set("No model loaded (see the message above); Ctrl+Q quits", "error")
+        self.status.set("No model loaded (see the message above); /model chooses another, Ctrl+Q quits", "error")
 
-    async def _model_ready(self, backend: Any) -> None:
+    async def _model_ready(self, backend: Any, *, switched: bool = False) -> None:
+        self._use_backend(backend)
+        await self._announce(backend, switched=switched)
+
+    def _use_backend(self, backend: Any) -> None:
+        """`backend` answers from the next reply on. Synchronous, so that nothing can start a
+        reply in between: called between replies only (a switch waits for a reply to end)."""
         self.backend = backend
         self.load_error = None
         self.banner.clear("load", "loading")  # ("still loading" from an early Enter no longer applies)
         info = backend.info
-        self.conversation.model = model_identity(backend)
+        self.conversation.model = model_identity(backend)  # saved with the conversation's next change
         self.query_one(ChatHeader).set_model(info.short_name, f"{info.device} · {info.dtype}")
+
+    async def _announce(self, backend: Any, *, switched: bool = False) -> None:
+        if backend is not self.backend:
+            return  # (another model took over before this ran)
+        info = backend.info
         for line in getattr(backend, "notices", []):
             await self.notice(line)
-        await self._add(Notice(f"Ready: {info.describe()}", kind="ready"))
-        self._ready_status()
+        if switched:
+            count = len(self.conversation.path())
+            carried = f" · the conversation carries over ({count} message{'s' if count != 1 else ''})" if count else ""
+            await self._add(Notice(f"Switched to {info.describe()}{carried}", kind="ready"))
+            self.call_after_refresh(self._gc_release)  # the old model's memory goes back now
+        else:
+            await self._add(Notice(f"Ready: {info.describe()}", kind="ready"))
+        if not self.generating:
+            self._ready_status()
 
     def _ready_status(self) -> None:
         if self.backend is not None:
@@ -520,7 +570,7 @@ class NanochatApp(App[str | None], inherit_bindings=False):
         elif name == "stats":
             await self._add(InfoPanel(self.stats_text(), sections=[("Stats", self.stats_rows())], classes="stats"))
         elif name == "model":
-            await self._add(InfoPanel("", sections=[("Model", self.model_rows())], classes="model"))
+            await self.open_model_picker(arg)
         elif name == "conversations":
             self.open_conversations()
         elif name == "export":
@@ -694,6 +744,10 @@ class NanochatApp(App[str | None], inherit_bindings=False):
         self._flush_timer.pause()
         self.banner.clear("busy")  # "a reply is still streaming" no longer holds
         self.refresh_bindings()
+        if self._pending is not None:  # a model loaded while the reply streamed takes over now
+            backend, self._pending = self._pending, None
+            self._use_backend(backend)
+            self.call_later(self._announce, backend, switched=True)
 
     async def _finished(self, gen: _Generation, done: Done) -> None:
         await gen.widget.finish(done.reason, state=gen.recorder.node.state)
@@ -1114,8 +1168,9 @@ class NanochatApp(App[str | None], inherit_bindings=False):
             return
         await self.notice(f"Exported to {where}", kind="setting")
 
-    # ---- model, theme, settings ----
+    # ---- switching models ----
     def model_rows(self) -> list[tuple[str, str]]:
+        """What /model shows in client mode (--server), where there is no local list to pick from."""
         if self.backend is None:
             rows = [("model", self.load_error and f"not loaded: {self.load_error}" or "loading…")]
         else:
@@ -1124,8 +1179,113 @@ class NanochatApp(App[str | None], inherit_bindings=False):
             for key, value in model_identity(self.backend).items():
                 if value not in (None, ""):
                     rows.append((key.replace("_", " "), str(value)))
-        rows.append(("another", "start again with --model-dir DIR, -i base|sft|rl, -g TAG, -s STEP, or --server URL"))
+        rows.append(("another", "switching in the app is for local checkpoints; for another of this server's "
+                                "models start again with --model ID (the server's list: GET /v1/models)"))
         return rows
+
+    def _is_remote(self) -> bool:
+        info = getattr(self.backend, "info", None)
+        return getattr(self.config.model, "server", None) is not None or bool(getattr(info, "is_remote", False))
+
+    def catalog_entries(self) -> list["CatalogEntry"]:
+        """What the picker lists: `nanochat-tui models` for this configuration (the --model-dir
+        or default base dir, the settings file's model_dirs, the HF cache, the demo model).
+        Blocking: the picker calls it on a worker thread."""
+        from nanochat_core.catalog import list_models
+
+        return list_models(getattr(self.config.model, "base_dir", None), self.config.model_dirs)
+
+    def _looked_in(self) -> str:
+        from nanochat_core.checkpoints import default_base_dir
+
+        base = getattr(self.config.model, "base_dir", None) or default_base_dir()
+        return ", ".join([str(base), *self.config.model_dirs, "the Hugging Face cache"])
+
+    async def open_model_picker(self, arg: str | None = None) -> None:
+        """/model [NAME|N] and the palette: the picker (client mode: what the server gives)."""
+        if self._is_remote():
+            await self._add(InfoPanel("", sections=[("Model", self.model_rows())], classes="model"))
+            return
+        if self._refuse_switch():
+            return
+        info = getattr(self.backend, "info", None)
+        loaded = f"{info.short_name} ({info.device}, {info.dtype})" if info is not None else \
+            f"no model loaded ({self.load_error})"
+        screen = ModelPickerScreen(self.catalog_entries, current=getattr(info, "model_path", None) or None,
+                                   loaded=loaded, looked_in=self._looked_in(), query=arg)
+        self.push_screen(screen, self._model_chosen)
+
+    def _refuse_switch(self) -> bool:
+        """True (and the banner says why) while a switch cannot start."""
+        if self._switching is not None or self._pending is not None:
+            entry = self._switching
+            what = one_line(entry.label) if entry is not None else one_line(self._pending.info.short_name)
+            self.banner.show(f"Already switching to {what}: the status line shows how far it got", "switch")
+            return True
+        if self.backend is None and self.load_error is None:
+            self.banner.show("The model is still loading: choose another once it is ready", "loading")
+            return True
+        return False
+
+    def _model_chosen(self, entry: "CatalogEntry | None") -> None:
+        self.input.focus()
+        if entry is not None:
+            self.switch_model(entry)
+
+    def switch_model(self, entry: "CatalogEntry") -> None:
+        """Load `entry` on a worker thread while the chat goes on (the old model answers until
+        it is ready), then use it from the next reply with the whole conversation: replies
+        written with another tokenizer are re-read from their text (Conversation.prompt_ids)
+        and the new model's KV cache starts empty. A reply streaming when it is ready finishes
+        on the old model first (the switch waits for it; Esc stops it). A failed load leaves
+        the old model in place and says why in the banner."""
+        from nanochat_core.catalog import load_in_background
+
+        current = getattr(getattr(self.backend, "info", None), "model_path", None)
+        if current and os.path.realpath(current) == os.path.realpath(entry.model_path):
+            self.notify(f"Already using {one_line(self.backend.info.short_name)}", timeout=3)
+            return
+        if self._refuse_switch():
+            return
+        self._switching = entry
+        self.banner.clear("load")
+        self.status.set(f"Loading {one_line(entry.label)}…", "busy")
+        selection = self.config.model
+        load_in_background(
+            entry,
+            progress=lambda line: self.post_message(self.SwitchProgress(entry, line)),
+            on_done=lambda backend, error: self.post_message(self.SwitchDone(entry, backend, error)),
+            device=getattr(selection, "device_type", None), dtype=getattr(selection, "dtype", None),
+            quantize=getattr(selection, "quantize", None))
+
+    async def on_nanochat_app_switch_progress(self, message: SwitchProgress) -> None:
+        if message.entry is self._switching:
+            self.status.set(f"Loading {one_line(message.entry.label)}: {one_line(message.line)}", "busy")
+
+    async def on_nanochat_app_switch_done(self, message: SwitchDone) -> None:
+        entry, label = message.entry, one_line(message.entry.label)
+        if entry is not self._switching:
+            return
+        self._switching = None
+        self.banner.clear("switch")
+        if message.error is not None or message.backend is None:
+            why = sanitize_for_terminal(_load_error_line(message.error or RuntimeError("no model")))
+            still = f"; still using {self.backend.info.short_name}" if self.backend is not None else ""
+            self.banner.show(f"Could not load {label}: {why}{still}", "error")
+            if self.generating:
+                self.status.set("Generating… (Esc or Ctrl+C stops)", "busy")
+            elif self.backend is not None:
+                self._ready_status()
+            else:
+                self.status.set("No model loaded (see the banner); /model chooses one, Ctrl+Q quits", "error")
+            return
+        if self.generating:
+            self._pending = message.backend
+            self.status.set(f"{label} is loaded: it takes over when this reply ends (Esc stops the reply)", "busy")
+            return
+        await self._model_ready(message.backend, switched=True)
+
+    # ---- theme, settings ----
 
     def _theme_changed(self, theme: Any) -> None:
         name = getattr(theme, "name", str(theme))

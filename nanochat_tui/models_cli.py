@@ -97,20 +97,24 @@ def _hub_entries(spec: str) -> list[dict]:
     return rows
 
 
-def _print_table(entries: list[dict]) -> None:
+def row_cells(e: dict) -> tuple[str, ...]:
+    """One entry (`CatalogEntry.to_json()`) as the cells under COLUMNS, sanitized (so widths are
+    right): this table and the full-screen app's model picker describe entries alike."""
     from nanochat_core.checkpoint_files import human_bytes
 
+    where = e["where"] + (" (demo model)" if e["demo"] else "")
+    if e.get("problem"):
+        where += f"  [cannot load: {e['problem']}]"
+    cells = (e["stage"] or "?", e["tag"], str(e["step"]), e["generation"] or "?", _params(e["params"]),
+             human_bytes(e["size_bytes"]) if e["size_bytes"] is not None else "?", where)
+    return tuple(one_line(c) for c in cells)
+
+
+def _print_table(entries: list[dict]) -> None:
     if not entries:
         say("no checkpoints found (see nanochat-tui models --help for where it looks)", sys.stderr)
         return
-    rows = []
-    for e in entries:
-        where = e["where"] + (" (demo model)" if e["demo"] else "")
-        if e.get("problem"):
-            where += f"  [cannot load: {e['problem']}]"
-        cells = (e["stage"] or "?", e["tag"], str(e["step"]), e["generation"] or "?", _params(e["params"]),
-                 human_bytes(e["size_bytes"]) if e["size_bytes"] is not None else "?", where)
-        rows.append(tuple(one_line(c) for c in cells))  # sanitized first, so widths are right
+    rows = [row_cells(e) for e in entries]
     widths = [max(len(COLUMNS[i]), *(len(r[i]) for r in rows)) for i in range(len(COLUMNS) - 1)]
     for row in (COLUMNS, *rows):
         say("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])
