@@ -18,10 +18,12 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import signal
 import os
 import socket
 import ssl
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -364,22 +366,39 @@ async def test_lone_surrogates_never_break_web_streams(aiohttp_client, case):
 # ------------------------------------------------------------------- through the command line
 
 
+# The CLI's peak memory is read by a small Python parent that starts it and reads os.wait4's
+# rusage. Measuring from pytest itself is wrong: Linux keeps the parent's resident size at fork
+# in the child's ru_maxrss (it survives exec), and pytest's process may hold gigabytes of
+# models by the time this test runs. A parent of ~10 MB leaves the child's own peak visible.
+MEASURE_PEAK = """
+import os, subprocess, sys
+proc = subprocess.Popen(sys.argv[2:])
+_, status, usage = os.wait4(proc.pid, 0)
+with open(sys.argv[1], "w") as f:
+    f.write(str(usage.ru_maxrss * 1024))  # Linux reports KiB
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_cli(*args: str, env: dict | None = None) -> tuple[subprocess.CompletedProcess, int]:
-    """The CLI as a process, and its own peak resident memory in bytes (os.wait4's rusage:
-    Linux reports KiB). Output goes to files so nothing blocks on a full pipe."""
-    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
-        proc = subprocess.Popen([*cli_command(), *args], stdout=out, stderr=err, text=True,
-                                env=env or cli_env())
-        killer = threading.Timer(60, proc.kill)  # a hung CLI fails the test instead of hanging it
+    """The CLI as a process, and its own peak resident memory in bytes. Output goes to files
+    so nothing blocks on a full pipe."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err, \
+            tempfile.NamedTemporaryFile("r") as peak:
+        command = [sys.executable, "-c", MEASURE_PEAK, peak.name, *cli_command(), *args]
+        proc = subprocess.Popen(command, stdout=out, stderr=err, text=True, env=env or cli_env(),
+                                start_new_session=True)
+        # A hung CLI fails the test instead of hanging it: the whole group goes.
+        killer = threading.Timer(60, os.killpg, (proc.pid, signal.SIGKILL))
         killer.start()
         try:
-            _, status, usage = os.wait4(proc.pid, 0)
+            proc.wait()
         finally:
             killer.cancel()
-        proc.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read()), usage.ru_maxrss * 1024
+        rss = int(peak.read() or 0)
+        return subprocess.CompletedProcess(proc.args, proc.returncode, out.read(), err.read()), rss
 
 
 def test_cli_against_a_flooding_server_is_one_line_in_bounded_memory():
@@ -391,7 +410,7 @@ def test_cli_against_a_flooding_server_is_one_line_in_bounded_memory():
         assert out.stderr.splitlines() == [
             f"nanochat-tui: error: {url}/models sent more than 16 MiB; not read (client-mode cap on response bodies)"]
         assert hung_up(srv) and srv.bytes_sent < 64 << 20
-    assert rss < 256 << 20  # the 256 MiB body was never held
+    assert 0 < rss < 256 << 20  # the 256 MiB body was never held
 
 
 def test_cli_cuts_an_endless_reply_at_max_tokens_and_honours_the_timeout_env():
