@@ -13,8 +13,8 @@ it and turns keys, slash commands and palette choices into changes of it:
 * every command comes from the one registry (nanochat_tui/commands.py): key bindings, the
   footer, the command palette, /help and the slash commands are generated from it;
 * `/model` (or the palette) opens the model picker (widgets/model_picker.py) over the catalog
-  (nanochat_core.catalog); the chosen model loads on a worker thread while the chat goes on,
-  then answers from the next reply with the whole conversation (`switch_model`).
+  (nanochat_core.catalog); the chosen model loads on a worker thread with its stages in the
+  status line, then answers from the next reply with the whole conversation (`switch_model`).
 
 Only this module and nanochat_tui.widgets import Textual (the CLI imports us lazily), so
 `--help`, `--prompt` and `--web` stay Textual-free.
@@ -27,6 +27,7 @@ import gc
 import json
 import os
 import re
+import sys
 import threading
 import time
 from collections import deque
@@ -215,8 +216,7 @@ class NanochatApp(App[str | None], inherit_bindings=False):
         self._saved_theme: str | None = self.config.theme
         self._warned_saving = False
         self._backend_lock = threading.Lock()  # one stream at a time (a ChatModel owns one KV cache)
-        self._switching: CatalogEntry | None = None  # a model being loaded by the picker
-        self._pending: Any = None  # that model, loaded while a reply streamed: it takes over at its end
+        self._switching: CatalogEntry | None = None  # the model the picker chose, while it loads
         self._ui_lock = asyncio.Lock()  # serializes changes to the chat log
         self.flushes = 0  # how many times queued events were moved to the screen (benchmark)
 
@@ -354,34 +354,45 @@ class NanochatApp(App[str | None], inherit_bindings=False):
         self.status.set("No model loaded (see the message above); /model chooses another, Ctrl+Q quits", "error")
 
     async def _model_ready(self, backend: Any, *, switched: bool = False) -> None:
-        self._use_backend(backend)
-        await self._announce(backend, switched=switched)
-
-    def _use_backend(self, backend: Any) -> None:
-        """`backend` answers from the next reply on. Synchronous, so that nothing can start a
-        reply in between: called between replies only (a switch waits for a reply to end)."""
+        """`backend` answers from the next reply on: at start-up, or after a switch. A switch
+        happens between replies only (`/model` is refused while a reply streams, and no reply
+        starts while the chosen model loads), so the new model never sees half a reply. Its
+        KV cache starts empty and the next reply renders the whole conversation for it:
+        replies written with another tokenizer are re-encoded from their text
+        (Conversation.prompt_ids, nanochat_core/conversation.py)."""
+        old = self.backend
         self.backend = backend
         self.load_error = None
-        self.banner.clear("load", "loading")  # ("still loading" from an early Enter no longer applies)
+        self.banner.clear("load", "loading", "switch")  # ("still loading" from an early Enter no longer applies)
         info = backend.info
         self.conversation.model = model_identity(backend)  # saved with the conversation's next change
         self.query_one(ChatHeader).set_model(info.short_name, f"{info.device} · {info.dtype}")
-
-    async def _announce(self, backend: Any, *, switched: bool = False) -> None:
-        if backend is not self.backend:
-            return  # (another model took over before this ran)
-        info = backend.info
         for line in getattr(backend, "notices", []):
             await self.notice(line)
         if switched:
-            count = len(self.conversation.path())
-            carried = f" · the conversation carries over ({count} message{'s' if count != 1 else ''})" if count else ""
-            await self._add(Notice(f"Switched to {info.describe()}{carried}", kind="ready"))
-            self.call_after_refresh(self._gc_release)  # the old model's memory goes back now
+            await self._add(Notice(self._switched_line(old, backend), kind="ready"))
+            del old
+            self._release_memory()
         else:
             await self._add(Notice(f"Ready: {info.describe()}", kind="ready"))
-        if not self.generating:
-            self._ready_status()
+        self._ready_status()
+
+    def _switched_line(self, old: Any, new: Any) -> str:
+        line = f"Switched to {new.info.describe()}"
+        count = len(self.conversation.context_path())
+        if not count:
+            return line
+        retokenized = getattr(old, "tokenizer_id", None) != getattr(new, "tokenizer_id", None)
+        how = ", re-read with its tokenizer" if retokenized else ""
+        return f"{line} · the conversation carries over ({count} message{'s' if count != 1 else ''}{how})"
+
+    def _release_memory(self) -> None:
+        """After a switch: hand the old model's weights and KV cache back now rather than at
+        some later collection (the next switch needs room for two models while it loads)."""
+        self._gc_release()
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.empty_cache()
 
     def _ready_status(self) -> None:
         if self.backend is not None:
@@ -473,6 +484,9 @@ class NanochatApp(App[str | None], inherit_bindings=False):
         if self.generating:
             self.banner.show(BUSY_MESSAGE, "busy")
             return
+        if self._switching is not None:
+            self.banner.show(self._switching_line(), "loading")  # the text stays for the new model
+            return
         if self.backend is None:
             self.banner.show(self.load_error or "The model is still loading: your message stays here until it is ready",
                              "load" if self.load_error else "loading")
@@ -536,6 +550,9 @@ class NanochatApp(App[str | None], inherit_bindings=False):
         if name == "theme" and command.arg is not None and command.arg not in self.available_themes:
             names = ", ".join(sorted(self.available_themes))
             self.banner.show(f"No theme {command.arg!r}: choose one of {names} (or /theme for the list)", "input")
+            return
+        if name == "model" and not self._is_remote() and (refusal := self._switch_refusal()) is not None:
+            self.banner.show(*refusal)  # the command stays in the input, to be sent again
             return
         self.input.clear()
         await self.run_named(name, command.arg)
@@ -658,7 +675,8 @@ class NanochatApp(App[str | None], inherit_bindings=False):
         seed = self._seed_for(self.conversation.head)
         if seed != sampling.seed:
             sampling = replace(sampling, seed=seed)
-        recorder = ReplyRecorder.start(self.conversation, self.backend, seed=seed)
+        backend = self.backend  # the reply is recorded for and generated by this one model
+        recorder = ReplyRecorder.start(self.conversation, backend, seed=seed)
         self._gen_ids += 1
         widget = AssistantMessage(node_id=recorder.node.id, versions=self._versions(recorder.node),
                                   classes="assistant")
@@ -669,15 +687,15 @@ class NanochatApp(App[str | None], inherit_bindings=False):
         self.status.set("Generating… (Esc or Ctrl+C stops)", "busy")
         self.refresh_bindings()
         self._flush_timer.resume()
-        self._generate(gen, recorder.request, sampling)
+        self._generate(gen, backend, recorder.request, sampling)
 
     @work(thread=True, group="generate", exit_on_error=False)
-    def _generate(self, gen: _Generation, request: Conversation, sampling: SamplingParams) -> None:
+    def _generate(self, gen: _Generation, backend: Any, request: Conversation, sampling: SamplingParams) -> None:
         """Runs the engine; never touches widgets or the conversation (only the queue)."""
         with self._backend_lock:  # a stopped reply finishes its last step before the next starts
             try:
                 if not gen.cancel.is_set():
-                    for event in self.backend.chat(request, sampling, cancel=gen.cancel):
+                    for event in backend.chat(request, sampling, cancel=gen.cancel):
                         gen.queue.append(event)
                 else:
                     gen.queue.append(Done(reason="cancelled", stats=GenerationStats(0, 0, 0.0, 0.0)))
@@ -744,10 +762,6 @@ class NanochatApp(App[str | None], inherit_bindings=False):
         self._flush_timer.pause()
         self.banner.clear("busy")  # "a reply is still streaming" no longer holds
         self.refresh_bindings()
-        if self._pending is not None:  # a model loaded while the reply streamed takes over now
-            backend, self._pending = self._pending, None
-            self._use_backend(backend)
-            self.call_later(self._announce, backend, switched=True)
 
     async def _finished(self, gen: _Generation, done: Done) -> None:
         await gen.widget.finish(done.reason, state=gen.recorder.node.state)
@@ -890,6 +904,9 @@ class NanochatApp(App[str | None], inherit_bindings=False):
         """A new version of a reply (the selected one, else the last); the old one is kept."""
         if self.generating:
             self.banner.show("A reply is still streaming: press Esc to stop it first", "busy")
+            return
+        if self._switching is not None:
+            self.banner.show(self._switching_line(), "loading")
             return
         if self.backend is None:
             self.banner.show(self.load_error or "The model is still loading", "loading")
@@ -1206,7 +1223,9 @@ class NanochatApp(App[str | None], inherit_bindings=False):
         if self._is_remote():
             await self._add(InfoPanel("", sections=[("Model", self.model_rows())], classes="model"))
             return
-        if self._refuse_switch():
+        refusal = self._switch_refusal()
+        if refusal is not None:
+            self.banner.show(*refusal)
             return
         info = getattr(self.backend, "info", None)
         loaded = f"{info.short_name} ({info.device}, {info.dtype})" if info is not None else \
@@ -1215,17 +1234,23 @@ class NanochatApp(App[str | None], inherit_bindings=False):
                                    loaded=loaded, looked_in=self._looked_in(), query=arg)
         self.push_screen(screen, self._model_chosen)
 
-    def _refuse_switch(self) -> bool:
-        """True (and the banner says why) while a switch cannot start."""
-        if self._switching is not None or self._pending is not None:
-            entry = self._switching
-            what = one_line(entry.label) if entry is not None else one_line(self._pending.info.short_name)
-            self.banner.show(f"Already switching to {what}: the status line shows how far it got", "switch")
-            return True
+    def _switch_refusal(self) -> tuple[str, str] | None:
+        """(why, banner cause) when a switch cannot start now; None when it can. The model
+        changes between replies only: a user who wants another model now stops the reply
+        (Esc) and asks again; stopping it for them would throw away text they may want."""
+        if self.generating:
+            return ("A reply is still streaming: press Esc to stop it, then /model "
+                    "(the model changes between replies)", "busy")
+        if self._switching is not None:
+            return self._switching_line(), "switch"
         if self.backend is None and self.load_error is None:
-            self.banner.show("The model is still loading: choose another once it is ready", "loading")
-            return True
-        return False
+            return "The model is still loading: choose another once it is ready", "loading"
+        return None
+
+    def _switching_line(self) -> str:
+        assert self._switching is not None
+        return (f"Switching to {one_line(self._switching.label)}: your message stays here until it is "
+                f"loaded (the status line shows how far it got)")
 
     def _model_chosen(self, entry: "CatalogEntry | None") -> None:
         self.input.focus()
@@ -1233,24 +1258,26 @@ class NanochatApp(App[str | None], inherit_bindings=False):
             self.switch_model(entry)
 
     def switch_model(self, entry: "CatalogEntry") -> None:
-        """Load `entry` on a worker thread while the chat goes on (the old model answers until
-        it is ready), then use it from the next reply with the whole conversation: replies
-        written with another tokenizer are re-read from their text (Conversation.prompt_ids)
-        and the new model's KV cache starts empty. A reply streaming when it is ready finishes
-        on the old model first (the switch waits for it; Esc stops it). A failed load leaves
-        the old model in place and says why in the banner."""
+        """Load `entry` on a worker thread (catalog.load_in_background) with its stages in the
+        status line; once loaded it answers from the next reply with the whole conversation
+        (`_model_ready`). Until then no reply starts (what is sent next goes to the new model).
+        A failed load is one line, and the model in use stays, untouched."""
         from nanochat_core.catalog import load_in_background
 
         current = getattr(getattr(self.backend, "info", None), "model_path", None)
         if current and os.path.realpath(current) == os.path.realpath(entry.model_path):
             self.notify(f"Already using {one_line(self.backend.info.short_name)}", timeout=3)
             return
-        if self._refuse_switch():
+        refusal = self._switch_refusal()
+        if refusal is not None:
+            self.banner.show(*refusal)
             return
         self._switching = entry
         self.banner.clear("load")
-        self.status.set(f"Loading {one_line(entry.label)}…", "busy")
+        self.status.set(f"Switching to {one_line(entry.label)}…", "busy")
         selection = self.config.model
+        # The launch's device, dtype and --quantize carry over; --softcap does not (it is the
+        # override for one checkpoint's ambiguity, docs/checkpoints.md).
         load_in_background(
             entry,
             progress=lambda line: self.post_message(self.SwitchProgress(entry, line)),
@@ -1260,30 +1287,26 @@ class NanochatApp(App[str | None], inherit_bindings=False):
 
     async def on_nanochat_app_switch_progress(self, message: SwitchProgress) -> None:
         if message.entry is self._switching:
-            self.status.set(f"Loading {one_line(message.entry.label)}: {one_line(message.line)}", "busy")
+            self.status.set(f"Switching to {one_line(message.entry.label)} · {one_line(message.line)}", "busy")
 
     async def on_nanochat_app_switch_done(self, message: SwitchDone) -> None:
-        entry, label = message.entry, one_line(message.entry.label)
+        entry = message.entry
         if entry is not self._switching:
             return
         self._switching = None
-        self.banner.clear("switch")
-        if message.error is not None or message.backend is None:
-            why = sanitize_for_terminal(_load_error_line(message.error or RuntimeError("no model")))
-            still = f"; still using {self.backend.info.short_name}" if self.backend is not None else ""
-            self.banner.show(f"Could not load {label}: {why}{still}", "error")
-            if self.generating:
-                self.status.set("Generating… (Esc or Ctrl+C stops)", "busy")
-            elif self.backend is not None:
-                self._ready_status()
-            else:
-                self.status.set("No model loaded (see the banner); /model chooses one, Ctrl+Q quits", "error")
+        self.banner.clear("switch", "loading")
+        if message.error is None and message.backend is not None:
+            await self._model_ready(message.backend, switched=True)
             return
-        if self.generating:
-            self._pending = message.backend
-            self.status.set(f"{label} is loaded: it takes over when this reply ends (Esc stops the reply)", "busy")
-            return
-        await self._model_ready(message.backend, switched=True)
+        why = sanitize_for_terminal(_load_error_line(message.error or RuntimeError("no model")))
+        still = f" · still using {self.backend.info.short_name}" if self.backend is not None else ""
+        line = one_line(f"Could not switch to {entry.label}: {why}{still}")
+        await self._add(Notice(line, kind="error"))
+        self.banner.show(line, "switch")
+        if self.backend is not None:
+            self._ready_status()
+        else:
+            self.status.set("No model loaded (see the message above); /model chooses one, Ctrl+Q quits", "error")
 
     # ---- theme, settings ----
 

@@ -131,7 +131,7 @@ COMMANDS: tuple[CommandSpec, ...] = (
                 tui_help="save this conversation as Markdown or JSON (default: Markdown, in this folder)",
                 slash=("/export",), arg="[md|json]", tui_arg="[md|json] [file]", surfaces=TUI_AND_WEB,
                 title="Export this conversation (Markdown)"),
-    CommandSpec("model", "switch model: a list to filter, or a name / row number at once (the chat carries over)",
+    CommandSpec("model", "switch model, keeping the chat (pick from a list, or name it)",
                 slash=("/model",), tui_arg="[name|N]", surfaces=TUI_ONLY, title="Model: switch to another checkpoint"),
     CommandSpec("theme", "show or choose the color theme", tui_help="choose the color theme (remembered)",
                 slash=("/theme",), arg="[name]",
