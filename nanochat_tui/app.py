@@ -1298,9 +1298,12 @@ class NanochatApp(App[str | None], inherit_bindings=False):
         if message.error is None and message.backend is not None:
             await self._model_ready(message.backend, switched=True)
             return
-        why = sanitize_for_terminal(_load_error_line(message.error or RuntimeError("no model")))
+        error = message.error or RuntimeError("the load returned no model")
         still = f" · still using {self.backend.info.short_name}" if self.backend is not None else ""
-        line = one_line(f"Could not switch to {entry.label}: {why}{still}")
+        line = one_line(f"Could not switch to {entry.label}: {_load_error_line(error)}{still}")
+        # What a half-done load allocated goes back now (its traceback's frames hold it).
+        error.__traceback__ = None
+        self._release_memory()
         await self._add(Notice(line, kind="error"))
         self.banner.show(line, "switch")
         if self.backend is not None:
