@@ -235,13 +235,15 @@ def list_models(base_dir: str | Path | None = None, extra_dirs: Sequence[str | P
 
 
 def load_entry(entry: CatalogEntry, *, device: str | None = None, dtype: str | None = None,
-               softcap: float | None = None, progress: Progress | None = None) -> "ChatModel":
-    """Load exactly this entry (its files, no search, no network). CheckpointError on problems."""
+               softcap: float | None = None, progress: Progress | None = None,
+               quantize: str | None = None) -> "ChatModel":
+    """Load exactly this entry (its files, no search, no network). CheckpointError on problems.
+    `quantize="int8"`: int8 weights on CPU, as --quantize (a front-end keeps its choice)."""
     from .api import load_location
 
     hub = HubOrigin(entry.hf_repo, entry.hf_revision or "main", entry.hf_commit or "") if entry.hf_repo else None
     return load_location(entry.location(), device=device, dtype=dtype, softcap=softcap,
-                         is_demo=entry.is_demo, progress=progress, hub=hub)
+                         is_demo=entry.is_demo, progress=progress, hub=hub, quantize=quantize)
 
 
 class BackgroundLoad:
@@ -282,8 +284,8 @@ class BackgroundLoad:
 def load_in_background(entry: CatalogEntry, *, progress: Progress | None = None,
                        on_done: Callable[["ChatModel | None", BaseException | None], None] | None = None,
                        device: str | None = None, dtype: str | None = None,
-                       softcap: float | None = None) -> BackgroundLoad:
+                       softcap: float | None = None, quantize: str | None = None) -> BackgroundLoad:
     """Start loading `entry` on a worker thread and return at once (see BackgroundLoad)."""
-    job = BackgroundLoad(entry, progress, on_done, device=device, dtype=dtype, softcap=softcap)
+    job = BackgroundLoad(entry, progress, on_done, device=device, dtype=dtype, softcap=softcap, quantize=quantize)
     job.thread.start()
     return job

@@ -11,7 +11,10 @@ it and turns keys, slash commands and palette choices into changes of it:
   the queue into the recorder and the reply widget (tokens reach the UI in batches; the worker
   never blocks on the UI);
 * every command comes from the one registry (nanochat_tui/commands.py): key bindings, the
-  footer, the command palette, /help and the slash commands are generated from it.
+  footer, the command palette, /help and the slash commands are generated from it;
+* `/model` (or the palette) opens the model picker (widgets/model_picker.py) over the catalog
+  (nanochat_core.catalog); the chosen model loads on a worker thread with its stages in the
+  status line, then answers from the next reply with the whole conversation (`switch_model`).
 
 Only this module and nanochat_tui.widgets import Textual (the CLI imports us lazily), so
 `--help`, `--prompt` and `--web` stay Textual-free.
@@ -22,13 +25,15 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import os
 import re
+import sys
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from textual import on, work
 from textual.app import App, ComposeResult
@@ -41,6 +46,7 @@ from nanochat_core.chat import Message, SamplingParams, ValidationError
 from nanochat_core.conversation import Conversation, Node, ReplyRecorder
 from nanochat_core.errors import NanochatError
 from nanochat_core.events import Done, ErrorEvent, GenerationStats, TextDelta, ToolCall, ToolResult
+from nanochat_core.hub import download_lines
 from nanochat_core.text import one_line, sanitize_for_terminal
 
 from . import commands as sc
@@ -61,8 +67,12 @@ from .widgets import (
     UserMessage,
 )
 from .widgets.messages import code_blocks
+from .widgets.model_picker import ModelPickerScreen
 from .widgets.palette import RegistryCommands
 from .widgets.screens import ConfirmScreen, ConversationsScreen, SettingsResult, SettingsScreen
+
+if TYPE_CHECKING:  # pragma: no cover
+    from nanochat_core.catalog import CatalogEntry
 
 FLUSH_INTERVAL_S = 1 / 30  # how often streamed tokens are moved from the worker's queue to the screen
 GOODBYE = "goodbye"  # App result when the user typed quit/exit: run_tui prints "Goodbye!"
@@ -79,6 +89,14 @@ _END = object()  # the worker's last queue item, after the engine's events
 
 class ModelLoadFailed(NanochatError):
     """The model never loaded (shown in the app; printed again by the CLI once the screen is gone)."""
+
+
+def _load_error_line(e: BaseException) -> str:
+    """A failed load as one line: CheckpointError and ValidationError (ValueErrors) say it for
+    the user; anything else is named by its type. Never a traceback on screen."""
+    if isinstance(e, ValueError) and str(e):
+        return str(e).splitlines()[0]
+    return f"{type(e).__name__}: {e}".splitlines()[0]
 
 
 @dataclass(eq=False)
@@ -157,6 +175,17 @@ class NanochatApp(App[str | None], inherit_bindings=False):
             super().__init__()
             self.message = message
 
+    # ---- typed messages from a model switch's load thread (catalog.load_in_background) ----
+    class SwitchProgress(TextualMessage):
+        def __init__(self, entry: "CatalogEntry", line: str) -> None:
+            super().__init__()
+            self.entry, self.line = entry, line
+
+    class SwitchDone(TextualMessage):
+        def __init__(self, entry: "CatalogEntry", backend: Any, error: BaseException | None) -> None:
+            super().__init__()
+            self.entry, self.backend, self.error = entry, backend, error
+
     def __init__(self, config: ChatConfig | None = None, *, backend: Any = None,
                  session: Session | None = None, conversation: Conversation | None = None,
                  settings_path: Path | None = None, flush_interval: float = FLUSH_INTERVAL_S,
@@ -187,6 +216,7 @@ class NanochatApp(App[str | None], inherit_bindings=False):
         self._saved_theme: str | None = self.config.theme
         self._warned_saving = False
         self._backend_lock = threading.Lock()  # one stream at a time (a ChatModel owns one KV cache)
+        self._switching: CatalogEntry | None = None  # the model the picker chose, while it loads
         self._ui_lock = asyncio.Lock()  # serializes changes to the chat log
         self.flushes = 0  # how many times queued events were moved to the screen (benchmark)
 
@@ -297,12 +327,14 @@ class NanochatApp(App[str | None], inherit_bindings=False):
     # ---- loading ----
     @work(thread=True, exclusive=True, group="load")
     def _load_model(self) -> None:
+        def say(line: str) -> None:
+            self.post_message(self.LoadProgress(line))
+
         try:
-            backend = self.config.model.load(progress=lambda line: self.post_message(self.LoadProgress(line)))
-        except ValueError as e:  # CheckpointError and ValidationError: one line for the user
-            self.post_message(self.LoadFailed(str(e).splitlines()[0] if str(e) else type(e).__name__))
-        except Exception as e:  # anything else: still one line, never a traceback on screen
-            self.post_message(self.LoadFailed(f"{type(e).__name__}: {e}".splitlines()[0]))
+            # --hf downloads report as lines (the library's bar on stderr is hidden under Textual)
+            backend = self.config.model.load(progress=say, download_progress=download_lines(say))
+        except Exception as e:
+            self.post_message(self.LoadFailed(_load_error_line(e)))
         else:
             self.post_message(self.ModelLoaded(backend))
 
@@ -319,19 +351,48 @@ class NanochatApp(App[str | None], inherit_bindings=False):
         self.query_one(ChatHeader).set_model("no model loaded", "")
         await self._add(Notice(f"Could not load the model: {self.load_error}", kind="error"))
         self.banner.show(self.load_error, "load")
-        self.status.set("No model loaded (see the message above); Ctrl+Q quits", "error")
+        self.status.set("No model loaded (see the message above); /model chooses another, Ctrl+Q quits", "error")
 
-    async def _model_ready(self, backend: Any) -> None:
+    async def _model_ready(self, backend: Any, *, switched: bool = False) -> None:
+        """`backend` answers from the next reply on: at start-up, or after a switch. A switch
+        happens between replies only (`/model` is refused while a reply streams, and no reply
+        starts while the chosen model loads), so the new model never sees half a reply. Its
+        KV cache starts empty and the next reply renders the whole conversation for it:
+        replies written with another tokenizer are re-encoded from their text
+        (Conversation.prompt_ids, nanochat_core/conversation.py)."""
+        old = self.backend
         self.backend = backend
         self.load_error = None
-        self.banner.clear("load", "loading")  # ("still loading" from an early Enter no longer applies)
+        self.banner.clear("load", "loading", "switch")  # ("still loading" from an early Enter no longer applies)
         info = backend.info
-        self.conversation.model = model_identity(backend)
+        self.conversation.model = model_identity(backend)  # saved with the conversation's next change
         self.query_one(ChatHeader).set_model(info.short_name, f"{info.device} · {info.dtype}")
         for line in getattr(backend, "notices", []):
             await self.notice(line)
-        await self._add(Notice(f"Ready: {info.describe()}", kind="ready"))
+        if switched:
+            await self._add(Notice(self._switched_line(old, backend), kind="ready"))
+            del old
+            self._release_memory()
+        else:
+            await self._add(Notice(f"Ready: {info.describe()}", kind="ready"))
         self._ready_status()
+
+    def _switched_line(self, old: Any, new: Any) -> str:
+        line = f"Switched to {new.info.describe()}"
+        count = len(self.conversation.context_path())
+        if not count:
+            return line
+        retokenized = getattr(old, "tokenizer_id", None) != getattr(new, "tokenizer_id", None)
+        how = ", re-read with its tokenizer" if retokenized else ""
+        return f"{line} · the conversation carries over ({count} message{'s' if count != 1 else ''}{how})"
+
+    def _release_memory(self) -> None:
+        """After a switch: hand the old model's weights and KV cache back now rather than at
+        some later collection (the next switch needs room for two models while it loads)."""
+        self._gc_release()
+        torch = sys.modules.get("torch")
+        if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+            torch.cuda.empty_cache()
 
     def _ready_status(self) -> None:
         if self.backend is not None:
@@ -423,6 +484,9 @@ class NanochatApp(App[str | None], inherit_bindings=False):
         if self.generating:
             self.banner.show(BUSY_MESSAGE, "busy")
             return
+        if self._switching is not None:
+            self.banner.show(self._switching_line(), "loading")  # the text stays for the new model
+            return
         if self.backend is None:
             self.banner.show(self.load_error or "The model is still loading: your message stays here until it is ready",
                              "load" if self.load_error else "loading")
@@ -487,6 +551,9 @@ class NanochatApp(App[str | None], inherit_bindings=False):
             names = ", ".join(sorted(self.available_themes))
             self.banner.show(f"No theme {command.arg!r}: choose one of {names} (or /theme for the list)", "input")
             return
+        if name == "model" and not self._is_remote() and (refusal := self._switch_refusal()) is not None:
+            self.banner.show(*refusal)  # the command stays in the input, to be sent again
+            return
         self.input.clear()
         await self.run_named(name, command.arg)
 
@@ -520,7 +587,7 @@ class NanochatApp(App[str | None], inherit_bindings=False):
         elif name == "stats":
             await self._add(InfoPanel(self.stats_text(), sections=[("Stats", self.stats_rows())], classes="stats"))
         elif name == "model":
-            await self._add(InfoPanel("", sections=[("Model", self.model_rows())], classes="model"))
+            await self.open_model_picker(arg)
         elif name == "conversations":
             self.open_conversations()
         elif name == "export":
@@ -608,7 +675,8 @@ class NanochatApp(App[str | None], inherit_bindings=False):
         seed = self._seed_for(self.conversation.head)
         if seed != sampling.seed:
             sampling = replace(sampling, seed=seed)
-        recorder = ReplyRecorder.start(self.conversation, self.backend, seed=seed)
+        backend = self.backend  # the reply is recorded for and generated by this one model
+        recorder = ReplyRecorder.start(self.conversation, backend, seed=seed)
         self._gen_ids += 1
         widget = AssistantMessage(node_id=recorder.node.id, versions=self._versions(recorder.node),
                                   classes="assistant")
@@ -619,15 +687,15 @@ class NanochatApp(App[str | None], inherit_bindings=False):
         self.status.set("Generating… (Esc or Ctrl+C stops)", "busy")
         self.refresh_bindings()
         self._flush_timer.resume()
-        self._generate(gen, recorder.request, sampling)
+        self._generate(gen, backend, recorder.request, sampling)
 
     @work(thread=True, group="generate", exit_on_error=False)
-    def _generate(self, gen: _Generation, request: Conversation, sampling: SamplingParams) -> None:
+    def _generate(self, gen: _Generation, backend: Any, request: Conversation, sampling: SamplingParams) -> None:
         """Runs the engine; never touches widgets or the conversation (only the queue)."""
         with self._backend_lock:  # a stopped reply finishes its last step before the next starts
             try:
                 if not gen.cancel.is_set():
-                    for event in self.backend.chat(request, sampling, cancel=gen.cancel):
+                    for event in backend.chat(request, sampling, cancel=gen.cancel):
                         gen.queue.append(event)
                 else:
                     gen.queue.append(Done(reason="cancelled", stats=GenerationStats(0, 0, 0.0, 0.0)))
@@ -836,6 +904,9 @@ class NanochatApp(App[str | None], inherit_bindings=False):
         """A new version of a reply (the selected one, else the last); the old one is kept."""
         if self.generating:
             self.banner.show("A reply is still streaming: press Esc to stop it first", "busy")
+            return
+        if self._switching is not None:
+            self.banner.show(self._switching_line(), "loading")
             return
         if self.backend is None:
             self.banner.show(self.load_error or "The model is still loading", "loading")
@@ -1114,8 +1185,9 @@ class NanochatApp(App[str | None], inherit_bindings=False):
             return
         await self.notice(f"Exported to {where}", kind="setting")
 
-    # ---- model, theme, settings ----
+    # ---- switching models ----
     def model_rows(self) -> list[tuple[str, str]]:
+        """What /model shows in client mode (--server), where there is no local list to pick from."""
         if self.backend is None:
             rows = [("model", self.load_error and f"not loaded: {self.load_error}" or "loading…")]
         else:
@@ -1124,8 +1196,122 @@ class NanochatApp(App[str | None], inherit_bindings=False):
             for key, value in model_identity(self.backend).items():
                 if value not in (None, ""):
                     rows.append((key.replace("_", " "), str(value)))
-        rows.append(("another", "start again with --model-dir DIR, -i base|sft|rl, -g TAG, -s STEP, or --server URL"))
+        rows.append(("another", "switching in the app is for local checkpoints; for another of this server's "
+                                "models start again with --model ID (the server's list: GET /v1/models)"))
         return rows
+
+    def _is_remote(self) -> bool:
+        info = getattr(self.backend, "info", None)
+        return getattr(self.config.model, "server", None) is not None or bool(getattr(info, "is_remote", False))
+
+    def catalog_entries(self) -> list["CatalogEntry"]:
+        """What the picker lists: `nanochat-tui models` for this configuration (the --model-dir
+        or default base dir, the settings file's model_dirs, the HF cache, the demo model).
+        Blocking: the picker calls it on a worker thread."""
+        from nanochat_core.catalog import list_models
+
+        return list_models(getattr(self.config.model, "base_dir", None), self.config.model_dirs)
+
+    def _looked_in(self) -> str:
+        from nanochat_core.checkpoints import default_base_dir
+
+        base = getattr(self.config.model, "base_dir", None) or default_base_dir()
+        return ", ".join([str(base), *self.config.model_dirs, "the Hugging Face cache"])
+
+    async def open_model_picker(self, arg: str | None = None) -> None:
+        """/model [NAME|N] and the palette: the picker (client mode: what the server gives)."""
+        if self._is_remote():
+            await self._add(InfoPanel("", sections=[("Model", self.model_rows())], classes="model"))
+            return
+        refusal = self._switch_refusal()
+        if refusal is not None:
+            self.banner.show(*refusal)
+            return
+        info = getattr(self.backend, "info", None)
+        loaded = f"{info.short_name} ({info.device}, {info.dtype})" if info is not None else \
+            f"no model loaded ({self.load_error})"
+        screen = ModelPickerScreen(self.catalog_entries, current=getattr(info, "model_path", None) or None,
+                                   loaded=loaded, looked_in=self._looked_in(), query=arg)
+        self.push_screen(screen, self._model_chosen)
+
+    def _switch_refusal(self) -> tuple[str, str] | None:
+        """(why, banner cause) when a switch cannot start now; None when it can. The model
+        changes between replies only: a user who wants another model now stops the reply
+        (Esc) and asks again; stopping it for them would throw away text they may want."""
+        if self.generating:
+            return ("A reply is still streaming: press Esc to stop it, then /model "
+                    "(the model changes between replies)", "busy")
+        if self._switching is not None:
+            return self._switching_line(), "switch"
+        if self.backend is None and self.load_error is None:
+            return "The model is still loading: choose another once it is ready", "loading"
+        return None
+
+    def _switching_line(self) -> str:
+        assert self._switching is not None
+        return (f"Switching to {one_line(self._switching.label)}: your message stays here until it is "
+                f"loaded (the status line shows how far it got)")
+
+    def _model_chosen(self, entry: "CatalogEntry | None") -> None:
+        self.input.focus()
+        if entry is not None:
+            self.switch_model(entry)
+
+    def switch_model(self, entry: "CatalogEntry") -> None:
+        """Load `entry` on a worker thread (catalog.load_in_background) with its stages in the
+        status line; once loaded it answers from the next reply with the whole conversation
+        (`_model_ready`). Until then no reply starts (what is sent next goes to the new model).
+        A failed load is one line, and the model in use stays, untouched."""
+        from nanochat_core.catalog import load_in_background
+
+        current = getattr(getattr(self.backend, "info", None), "model_path", None)
+        if current and os.path.realpath(current) == os.path.realpath(entry.model_path):
+            self.notify(f"Already using {one_line(self.backend.info.short_name)}", timeout=3)
+            return
+        refusal = self._switch_refusal()
+        if refusal is not None:
+            self.banner.show(*refusal)
+            return
+        self._switching = entry
+        self.banner.clear("load")
+        self.status.set(f"Switching to {one_line(entry.label)}…", "busy")
+        selection = self.config.model
+        # The launch's device, dtype and --quantize carry over; --softcap does not (it is the
+        # override for one checkpoint's ambiguity, docs/checkpoints.md).
+        load_in_background(
+            entry,
+            progress=lambda line: self.post_message(self.SwitchProgress(entry, line)),
+            on_done=lambda backend, error: self.post_message(self.SwitchDone(entry, backend, error)),
+            device=getattr(selection, "device_type", None), dtype=getattr(selection, "dtype", None),
+            quantize=getattr(selection, "quantize", None))
+
+    async def on_nanochat_app_switch_progress(self, message: SwitchProgress) -> None:
+        if message.entry is self._switching:
+            self.status.set(f"Switching to {one_line(message.entry.label)} · {one_line(message.line)}", "busy")
+
+    async def on_nanochat_app_switch_done(self, message: SwitchDone) -> None:
+        entry = message.entry
+        if entry is not self._switching:
+            return
+        self._switching = None
+        self.banner.clear("switch", "loading")
+        if message.error is None and message.backend is not None:
+            await self._model_ready(message.backend, switched=True)
+            return
+        error = message.error or RuntimeError("the load returned no model")
+        still = f" · still using {self.backend.info.short_name}" if self.backend is not None else ""
+        line = one_line(f"Could not switch to {entry.label}: {_load_error_line(error)}{still}")
+        # What a half-done load allocated goes back now (its traceback's frames hold it).
+        error.__traceback__ = None
+        self._release_memory()
+        await self._add(Notice(line, kind="error"))
+        self.banner.show(line, "switch")
+        if self.backend is not None:
+            self._ready_status()
+        else:
+            self.status.set("No model loaded (see the message above); /model chooses one, Ctrl+Q quits", "error")
+
+    # ---- theme, settings ----
 
     def _theme_changed(self, theme: Any) -> None:
         name = getattr(theme, "name", str(theme))

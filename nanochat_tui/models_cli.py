@@ -19,9 +19,11 @@ from .cli_options import PROG, Parser, UsageError, add_model_flags
 from .console import say
 
 EPILOG = """\
-Looks in: the base dir (--model-dir, else $NANOCHAT_BASE_DIR, else ~/.cache/nanochat), each --dir
-folder, nanochat repos in the Hugging Face cache ($HF_HOME), then the bundled demo model (last).
-Any layout works (docs/checkpoints.md). Load one with --model-dir WHERE (or --hf REPO) -s STEP.
+Looks in: the base dir (--model-dir, else the settings file's model_dir, else $NANOCHAT_BASE_DIR,
+else ~/.cache/nanochat), the settings file's model_dirs, each --dir folder, nanochat repos in the
+Hugging Face cache ($HF_HOME), then the bundled demo model (last). The full-screen app's /model
+lists the same. Any layout works (docs/checkpoints.md). Load one with --model-dir WHERE (or
+--hf REPO) -s STEP, or pick it with /model in the app.
 
 examples:
   nanochat-tui models
@@ -60,7 +62,11 @@ def run(args: argparse.Namespace) -> int:
     else:
         from nanochat_core.catalog import list_models
 
-        entries = [e.to_json() for e in list_models(args.model_dir, args.dirs)]
+        from .settings import load
+
+        settings = load()  # its folders, as the chat modes (and so the app's /model) use them
+        base = args.model_dir if args.model_dir is not None else settings.model_dir
+        entries = [e.to_json() for e in list_models(base, [*settings.model_dirs, *args.dirs])]
     entries = [e for e in entries
                if (args.source is None or e["stage"] == args.source)
                and (args.model_tag is None or e["tag"] == args.model_tag)
@@ -97,20 +103,24 @@ def _hub_entries(spec: str) -> list[dict]:
     return rows
 
 
-def _print_table(entries: list[dict]) -> None:
+def row_cells(e: dict) -> tuple[str, ...]:
+    """One entry (`CatalogEntry.to_json()`) as the cells under COLUMNS, sanitized (so widths are
+    right): this table and the full-screen app's model picker describe entries alike."""
     from nanochat_core.checkpoint_files import human_bytes
 
+    where = e["where"] + (" (demo model)" if e["demo"] else "")
+    if e.get("problem"):
+        where += f"  [cannot load: {e['problem']}]"
+    cells = (e["stage"] or "?", e["tag"], str(e["step"]), e["generation"] or "?", _params(e["params"]),
+             human_bytes(e["size_bytes"]) if e["size_bytes"] is not None else "?", where)
+    return tuple(one_line(c) for c in cells)
+
+
+def _print_table(entries: list[dict]) -> None:
     if not entries:
         say("no checkpoints found (see nanochat-tui models --help for where it looks)", sys.stderr)
         return
-    rows = []
-    for e in entries:
-        where = e["where"] + (" (demo model)" if e["demo"] else "")
-        if e.get("problem"):
-            where += f"  [cannot load: {e['problem']}]"
-        cells = (e["stage"] or "?", e["tag"], str(e["step"]), e["generation"] or "?", _params(e["params"]),
-                 human_bytes(e["size_bytes"]) if e["size_bytes"] is not None else "?", where)
-        rows.append(tuple(one_line(c) for c in cells))  # sanitized first, so widths are right
+    rows = [row_cells(e) for e in entries]
     widths = [max(len(COLUMNS[i]), *(len(r[i]) for r in rows)) for i in range(len(COLUMNS) - 1)]
     for row in (COLUMNS, *rows):
         say("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) + "  " + row[-1])

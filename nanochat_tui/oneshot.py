@@ -24,7 +24,7 @@ class ReplyFailed(NanochatError):
 
 def run_oneshot(config: ChatConfig, prompt: str) -> int:
     if not prompt.strip():
-        raise ValidationError("Message 0 has empty content")
+        raise ValidationError("Message 0 has empty content (your message)")  # as Conversation.validate says it
     session = open_session(config.history)
     if session.warning:
         note(session.warning)

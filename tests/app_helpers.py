@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -19,7 +20,7 @@ def make_app(backend=None, *, home: Path | None = None, history: HistorySettings
              **config) -> NanochatApp:
     """An app on a fake engine, saving to its own SQLite file and settings file (in `home`, a
     fresh temporary folder by default), so tests never share prompt history or settings."""
-    home = Path(home) if home is not None else Path(tempfile.mkdtemp(prefix="nanochat-app-"))
+    home = Path(home) if home is not None else Path(tempfile.mkdtemp(prefix="nanochat-app-", dir=os.environ.get("NANOCHAT_TUI_TEST_ROOT")))
     if history is None:
         history = HistorySettings(path=str(home / "history.sqlite3"))
     return NanochatApp(ChatConfig(history=history, **config),

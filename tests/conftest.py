@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import shutil
@@ -12,8 +13,12 @@ from pathlib import Path
 import pytest
 
 # Saved conversations and settings of every test run go to a throw-away folder, never to the
-# user's own (subprocesses inherit it through cli_env()).
-os.environ["NANOCHAT_TUI_HOME"] = tempfile.mkdtemp(prefix="nanochat-tui-tests-")
+# user's own (subprocesses inherit it through cli_env()). Tests that want a home of their own
+# make it inside the same folder (NANOCHAT_TUI_TEST_ROOT), which goes when the run ends.
+TEST_ROOT = tempfile.mkdtemp(prefix="nanochat-tui-tests-")
+atexit.register(shutil.rmtree, TEST_ROOT, ignore_errors=True)
+os.environ["NANOCHAT_TUI_TEST_ROOT"] = TEST_ROOT
+os.environ["NANOCHAT_TUI_HOME"] = os.path.join(TEST_ROOT, "home")
 
 FIXTURES = Path(__file__).parent / "fixtures" / "nanochat-generations"
 GENERATIONS = sorted(p.name for p in FIXTURES.iterdir() if p.is_dir())

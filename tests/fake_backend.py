@@ -183,7 +183,8 @@ class FakeSelection:
         self.stages = list(stages)
         self.loads = 0
 
-    def load(self, progress: Callable[[str], None] | None = None, device: str | None = None):
+    def load(self, progress: Callable[[str], None] | None = None, device: str | None = None,
+             download_progress: Callable[[str, int, int | None], None] | None = None):
         self.loads += 1
         for line in self.stages:
             if progress is not None:

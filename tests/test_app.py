@@ -164,7 +164,8 @@ async def test_messages_reflow_when_the_terminal_is_resized():
 
 
 async def test_typing_indicator_until_first_token_and_generating_state():
-    backend = FakeBackend(reply="slow start", first_token_delay=1.5)
+    flowing = threading.Event()  # the first token waits until the test lets it through
+    backend = FakeBackend(reply="slow start", flowing=flowing)
     app = make_app(backend)
     async with app.run_test(size=SIZE) as pilot:
         await send(pilot, "hi", wait=False)
@@ -173,9 +174,10 @@ async def test_typing_indicator_until_first_token_and_generating_state():
         assert msg.waiting and len(msg.query(TypingIndicator)) == 1
         assert "Generating" in app.status.text
         frame1 = str(msg.query_one(TypingIndicator).content)
-        await pilot.pause(0.3)
-        if msg.waiting:  # it animates
-            assert str(msg.query_one(TypingIndicator).content) != frame1
+        await wait_for(pilot, lambda: str(msg.query_one(TypingIndicator).content) != frame1,
+                       what="the typing indicator's next frame")
+        assert msg.waiting  # no token has come yet: it animates while waiting
+        flowing.set()
         await wait_for(pilot, lambda: not app.generating)
         await pilot.pause()
         assert not msg.waiting and len(msg.query(TypingIndicator)) == 0

@@ -5,6 +5,7 @@ regenerate and edit, deleting messages, prompt history across conversations, inc
 from __future__ import annotations
 
 import json
+import os
 import tempfile
 from pathlib import Path
 
@@ -293,7 +294,7 @@ async def test_incognito_and_unavailable_history_are_said():
         await wait_for(pilot, lambda: isinstance(app.screen, ConversationsScreen))
         assert "Nothing is saved in this session: history is off (--no-history" in screen_text(app)
         await pilot.press("escape")
-    folder = Path(tempfile.mkdtemp())
+    folder = Path(tempfile.mkdtemp(dir=os.environ.get("NANOCHAT_TUI_TEST_ROOT")))
     (folder / "history.sqlite3").mkdir()  # not a file: the store cannot open it
     app = make_app(history=HistorySettings(path=str(folder / "history.sqlite3")))
     async with app.run_test(size=SIZE) as pilot:

@@ -15,7 +15,7 @@ from nanochat_core.chat import SamplingParams
 from nanochat_tui import commands as sc
 from nanochat_tui.app import BUSY_MESSAGE, NanochatApp
 from nanochat_tui.clipboard import clipboard_caveat, copied_message
-from nanochat_tui.config import ChatConfig, HistorySettings
+from nanochat_tui.config import ChatConfig, HistorySettings, ModelSelection
 from nanochat_tui.widgets import AssistantMessage, ChatLog, InfoPanel, SettingsScreen, UserMessage
 from nanochat_tui.widgets.cells import cell_safe
 
@@ -356,8 +356,9 @@ async def test_emoji_in_replies_are_drawn_safely_but_kept_in_the_conversation():
 
 # ---- /model ----
 
-async def test_model_command_shows_the_model_and_its_identity():
-    app = make_app()
+async def test_model_command_in_client_mode_shows_the_model_and_its_identity():
+    # (with local checkpoints /model opens the picker: tests/test_app_models.py)
+    app = make_app(model=ModelSelection(server="http://gpu-box:8000/v1"))
     async with app.run_test(size=SIZE) as pilot:
         await enter(pilot, "/model")
         await pilot.pause()
@@ -365,4 +366,4 @@ async def test_model_command_shows_the_model_and_its_identity():
         rows = dict(panel.sections[0][1])
         assert rows["loaded"] == app.backend.info.describe()
         assert rows["generation"] == "gen5-smear-backout" and rows["step"] == "700"
-        assert "--model-dir" in rows["another"]
+        assert "--model ID" in rows["another"]

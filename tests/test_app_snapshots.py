@@ -7,6 +7,7 @@ is always the same), no cursor blinking, a fixed terminal size.
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -28,7 +29,7 @@ CODE_REPLY = (
 
 
 def app_with(reply=CODE_REPLY) -> NanochatApp:
-    home = Path(tempfile.mkdtemp(prefix="nanochat-snap-"))  # its own history and settings
+    home = Path(tempfile.mkdtemp(prefix="nanochat-snap-", dir=os.environ.get("NANOCHAT_TUI_TEST_ROOT")))  # its own history and settings
     config = ChatConfig(sampling=SamplingParams(temperature=0.0, top_k=50, max_tokens=512, seed=42),
                         history=HistorySettings(path=str(home / "history.sqlite3")))
     return NanochatApp(config, backend=FakeBackend(reply=reply, fixed_stats=True), animate=False,

@@ -84,6 +84,21 @@ def test_background_load_hands_back_the_error(machine, tmp_path):
         job.wait(120)
 
 
+def test_models_command_lists_the_settings_files_folders(machine, tmp_path, monkeypatch, capsys):
+    """model_dir and model_dirs of the settings file, as the app's /model picker lists them."""
+    from nanochat_tui import models_cli
+
+    base, extra, _home = machine
+    tui_home = tmp_path / "tui-home"
+    tui_home.mkdir()
+    (tui_home / "config.toml").write_text(f"model_dir = {json.dumps(str(base))}\n"
+                                          f"model_dirs = [{json.dumps(str(extra))}]\n")
+    monkeypatch.setenv("NANOCHAT_TUI_HOME", str(tui_home))
+    assert models_cli.run(models_cli.build_parser().parse_args(["--json"])) == 0
+    listed = [e["model_path"] for e in json.loads(capsys.readouterr().out)]
+    assert listed == [e.model_path for e in list_models(base, [extra])] and len(listed) == 5
+
+
 def test_models_command_json_and_table(machine):
     base, extra, home = machine
     env = cli_env(HF_HOME=str(home), HF_HUB_OFFLINE="1", NANOCHAT_BASE_DIR=str(base))

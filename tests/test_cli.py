@@ -85,7 +85,7 @@ def test_bad_sampling_flags_exit_2_with_rulebook_words(flags, words):
 
 def test_empty_and_oversized_prompts_use_rulebook_words():
     out = run(["--prompt", ""])
-    assert out.returncode == 2 and "Message 0 has empty content" in out.stderr
+    assert out.returncode == 2 and out.stderr == "nanochat-tui: error: Message 0 has empty content (your message)\n"
     out = run(["--prompt", "x" * 8001])
     assert out.returncode == 2 and "Message 0 is too long. Maximum 8000 characters allowed per message" in out.stderr
 

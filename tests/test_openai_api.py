@@ -382,10 +382,19 @@ async def test_models_list_and_retrieve(make_client):
     client = await make_client(FakeModel(), FakeModel())
     listing = await (await client.get("/v1/models")).json()
     assert listing["object"] == "list" and len(listing["data"]) == 1  # one model, however many workers
-    card = listing["data"][0]
-    assert card.pop("created") > 0 and card == {"id": MODEL, "object": "model", "owned_by": "nanochat-tui"}
+    card = dict(listing["data"][0])
+    # which checkpoint, precisely (ModelInfo.identity()), without the server's file paths
+    identity = {"stage": "sft", "tag": "d4", "step": 700, "generation": "gen5-smear-backout", "demo": False,
+                "hf": None}
+    assert card.pop("created") > 0 and card == {"id": MODEL, "object": "model", "owned_by": "nanochat-tui",
+                                                "nanochat": identity}
     one = await client.get(f"/v1/models/{MODEL}")
-    assert (await one.json())["id"] == MODEL
+    assert (await one.json()) == {**card, "created": listing["data"][0]["created"]}
+    hub = FakeModel(info=replace(fake_info(), model_path="/srv/hf/snapshots/c0ffee/model_000700.pt",
+                                 hf_repo="alice/nanochat-d4", hf_revision="main", hf_commit="c0ffee" * 6 + "abcd"))
+    card = (await (await (await make_client(hub)).get("/v1/models")).json())["data"][0]
+    assert card["nanochat"]["hf"] == {"repo": "alice/nanochat-d4", "revision": "main", "commit": "c0ffee" * 6 + "abcd"}
+    assert "/srv" not in json.dumps(card)
     missing = await client.get("/v1/models/gpt-4o")
     assert missing.status == 404
     assert_openai_error(await missing.json(), "The model 'gpt-4o' does not exist on this server; it serves 'nanochat-d4'",

@@ -15,6 +15,10 @@ Choices (docs/openai-api.md has the user's view):
 
 - Model id: one per server, `nanochat-<model tag>` ("nanochat-d20"), or "nanochat-demo" for the
   bundled demo model. `model` may be left out; naming another model is 404 "model_not_found".
+  The model card says exactly which checkpoint that is in an extension field, `nanochat`:
+  ModelInfo.identity() (stage, tag, step, generation, demo, and the Hub repo/revision/commit
+  for --hf) without its file path (where the server keeps its files is not the clients' business).
+  A server is one model per process: to serve another, start another server.
 - Calculator tool use is left out of `content`. The content is the reply's text, exactly what
   ChatModel.reply() returns and what the SSE endpoint's "token" events carry. Sent back as history,
   that text maps to the tokens the model really wrote (tool call included, see
@@ -79,6 +83,7 @@ log = logging.getLogger("nanochat_tui.web.openai")
 
 MODEL_ID_KEY = web.AppKey("nanochat_openai_model_id", str)
 CREATED_KEY = web.AppKey("nanochat_openai_created", int)
+IDENTITY_KEY = web.AppKey("nanochat_openai_identity", dict)
 
 OWNER = "nanochat-tui"
 MAX_STOP_SEQUENCES = 4  # OpenAI's limit
@@ -96,7 +101,9 @@ def add_openai_routes(app: web.Application) -> None:
     """Register /v1/chat/completions, /v1/models and /v1/models/{model} on a create_app() app
     (its pool must be set). create_app registers the OPTIONS preflight of the two fixed paths
     with its other API paths (http.API_PATHS); the per-model path gets its own here."""
-    app[MODEL_ID_KEY] = model_id(app[POOL_KEY].workers[0].backend.info)  # every worker: one model
+    info = app[POOL_KEY].workers[0].backend.info  # every worker: one model
+    app[MODEL_ID_KEY] = model_id(info)
+    app[IDENTITY_KEY] = served_identity(info)
     app[CREATED_KEY] = int(time.time())
     app.router.add_post("/v1/chat/completions", chat_completions)
     app.router.add_get("/v1/models", list_models)
@@ -115,8 +122,21 @@ def model_id(info: ModelInfo) -> str:
     return f"nanochat-{slug}"
 
 
+def served_identity(info: ModelInfo) -> dict:
+    """The `nanochat` field of the model card: which checkpoint answers, precisely (empty in
+    front of another server, whose own id passes through)."""
+    if info.is_remote:
+        return {}
+    identity = info.identity()
+    identity.pop("path", None)  # the server's file system layout stays on the server
+    return identity
+
+
 def _model_card(app: web.Application) -> dict:
-    return {"id": app[MODEL_ID_KEY], "object": "model", "created": app[CREATED_KEY], "owned_by": OWNER}
+    card = {"id": app[MODEL_ID_KEY], "object": "model", "created": app[CREATED_KEY], "owned_by": OWNER}
+    if app[IDENTITY_KEY]:
+        card["nanochat"] = app[IDENTITY_KEY]
+    return card
 
 
 async def list_models(request: web.Request) -> web.Response:

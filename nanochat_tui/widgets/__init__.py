@@ -13,6 +13,7 @@ from .messages import (
     TypingIndicator,
     UserMessage,
 )
+from .model_picker import ModelPickerScreen
 from .prompt_input import PromptInput
 from .screens import ConfirmScreen, ConversationsScreen, RenameScreen, SettingsScreen
 from .status_bar import StatusBar
@@ -20,5 +21,5 @@ from .status_bar import StatusBar
 __all__ = [
     "Archive", "AssistantMessage", "ChatHeader", "ChatLog", "ErrorBanner", "InfoPanel", "MarkdownChunk", "Notice",
     "PromptInput", "StatusBar", "ToolCallView", "TypingIndicator", "UserMessage",
-    "ConfirmScreen", "ConversationsScreen", "RenameScreen", "SettingsScreen",
+    "ConfirmScreen", "ConversationsScreen", "ModelPickerScreen", "RenameScreen", "SettingsScreen",
 ]
