@@ -193,6 +193,7 @@ class RayBackend:
         from .status import serve_status
 
         app = self.target.app
+        taken = time.monotonic()  # what the board says is at least this recent
         try:
             seen = self._board.view.remote().result(timeout_s=5.0)
             status, replicas = seen["serve"], seen["replicas"]
@@ -202,6 +203,7 @@ class RayBackend:
                 status["error"] = f"the application's board did not answer: {compact_line(e, 200)}"
         return {
             "app": app,
+            "taken": taken,
             **status,
             "running": status["states"].get("RUNNING", 0),
             "replicas": sorted((r["stats"] for r in replicas), key=lambda s: (s["node"], s["started"])),
@@ -247,7 +249,9 @@ class RayBackend:
 
     def _ray_summary(self, view: dict) -> dict:
         summary = {"address": self.gcs_address, "app": view["app"], "status": view["status"],
-                   "replica_states": view["states"], "waiting_for_a_replica": self._unassigned}
+                   "replica_states": view["states"], "waiting_for_a_replica": self._unassigned,
+                   # how old this view is: the refresher looks every VIEW_REFRESH_S
+                   "view_age_s": round(time.monotonic() - view["taken"], 3)}
         for key in ("message", "error"):
             if view.get(key):
                 summary[key] = view[key]
