@@ -156,6 +156,25 @@ class Generation:
             self._ended = True
         return item
 
+    def ready(self) -> list[Event]:
+        """The events already waiting, without waiting for more (up to and including the
+        terminal one). A consumer that forwards events over a network sends these with the
+        one it just got, so a stream whose consumer fell behind catches up in one message
+        while one that keeps up still sends each token as it comes (ray_serve/replica.py)."""
+        out: list[Event] = []
+        while not self._ended:
+            try:
+                item = self._events.get_nowait()
+            except asyncio.QueueEmpty:
+                break
+            if item is _END:
+                self._ended = True
+                break
+            if isinstance(item, (Done, ErrorEvent)):
+                self._ended = True
+            out.append(item)
+        return out
+
     async def __aenter__(self) -> "Generation":
         return self
 

@@ -8,6 +8,7 @@ Modes:
   nanochat-tui bench           decode / time-to-first-token benchmark, JSON on the last line
   nanochat-tui export ...      write a checkpoint as a Hugging Face transformers model
   nanochat-tui models          list every checkpoint found (base dir, HF cache, demo model)
+  nanochat-tui serve --ray ... the model as Ray Serve replicas; `--web --ray` is their front door
   --server URL (any mode but bench/export): chat with an OpenAI-compatible server instead
 
 main() is the ONLY place that prints errors and picks exit codes: every mode and subcommand
@@ -30,6 +31,7 @@ from typing import Sequence
 from nanochat_core.errors import NanochatError
 
 from .cli_options import (
+    LOCAL_FLAGS,
     PROG,
     Parser,
     UsageError,
@@ -40,7 +42,7 @@ from .cli_options import (
     selection_from,
     version,
 )
-from .config import ChatConfig, HistorySettings, WebConfig
+from .config import ChatConfig, HistorySettings, RayTarget, WebConfig
 from .console import error_line
 from .settings import Settings
 
@@ -55,6 +57,7 @@ modes:
   nanochat-tui history --help   saved conversations: list, show, export, delete, search
   nanochat-tui models           list the checkpoints this machine has (--json for scripts)
   nanochat-tui config edit      the settings file: defaults for these flags (config --help)
+  nanochat-tui serve --help     the model as Ray Serve replicas across a cluster (extra: [ray])
   nanochat-tui --server http://HOST:8000/v1   any mode above, on a remote OpenAI-compatible server
 
 checkpoints: --model-dir DIR (nanochat's base dir, a stage or tag folder, or a flat folder of
@@ -75,6 +78,7 @@ SUBCOMMANDS = {
     "history": "nanochat_tui.history_cli",
     "models": "nanochat_tui.models_cli",
     "config": "nanochat_tui.config_cli",
+    "serve": "nanochat_tui.serve_cli",
 }
 
 
@@ -133,13 +137,19 @@ def build_web_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-context", type=int, default=None, metavar="N",
                    help="tokens one conversation may take, prompt and reply (default: the model's "
                         "sequence_len; 0 = all of the model's positions); longer ones get a 400")
-    p.add_argument("--batch-size", type=int, default=8, metavar="B",
+    p.add_argument("--batch-size", type=int, default=None, metavar="B",
                    help="streams each worker runs at once, sharing decode steps (continuous batching); "
                         "with --server, requests sent to the server at once (default: 8)")
     p.add_argument("--debug", action="store_true", help="show tracebacks")
     add_sampling_flags(p, 0.8, 50, 512, "as nanochat's chat_web")
     add_model_flags(p, dtype_help="compute dtype (default: bfloat16 on CUDA as nanochat's server; float32 on CPU/MPS)")
     add_remote_flags(p, "--server-api-key")
+    g = p.add_argument_group("Ray Serve (extra: pip install 'nanochat-tui[ray]'; docs/scaling.md)")
+    g.add_argument("--ray", default=None, metavar="ADDRESS",
+                   help="be a front door to the replicas `nanochat-tui serve --ray` deployed on this Ray "
+                        "cluster: HOST:PORT of its head, or auto (the cluster this machine is a node of)")
+    g.add_argument("--ray-app", default=None, metavar="NAME",
+                   help="with --ray: the Serve application's name (default: nanochat)")
     return p
 
 
@@ -278,7 +288,7 @@ def _run_web(args: argparse.Namespace) -> int:
         raise UsageError("--port must be between 0 and 65535")
     if args.queue_size < 0:
         raise UsageError("--queue-size must be 0 or more")
-    if not (1 <= args.batch_size <= 256):
+    if args.batch_size is not None and not (1 <= args.batch_size <= 256):
         raise UsageError("--batch-size must be between 1 and 256")
     if args.max_context is not None and args.max_context < 0:
         raise UsageError("--max-context must be 0 (no budget) or a number of tokens")
@@ -286,16 +296,44 @@ def _run_web(args: argparse.Namespace) -> int:
         raise UsageError("--max-context is for local models; with --server the server sets its own limit")
     if args.server is not None and args.num_gpus != 1:
         raise UsageError("--num-gpus is for local models; with --server the server runs the GPUs")
+    ray = _ray_target(args)
     config = WebConfig(
         model=selection_from(args, key_flag="--server-api-key"), sampling=sampling_from(args, args.seed),
         system=args.system, host=args.host, port=args.port, num_gpus=args.num_gpus,
         queue_size=args.queue_size, log_conversations=args.log_conversations,
-        cors_origin=args.cors_origin, api_key=_web_api_key(args.api_key), max_batch=args.batch_size, max_context=args.max_context,
-        debug=args.debug, allowed_hosts=tuple(args.allowed_host),
+        cors_origin=args.cors_origin, api_key=_web_api_key(args.api_key), max_batch=args.batch_size or 8,
+        max_context=args.max_context, debug=args.debug, allowed_hosts=tuple(args.allowed_host), ray=ray,
     )
     from .web import run_web
 
     return run_web(config)
+
+
+def _ray_target(args: argparse.Namespace) -> RayTarget | None:
+    """--ray ADDRESS [--ray-app NAME]: the replicas decide the model and the batching, so the
+    flags that choose those here are refused next to it (and --server, another backend)."""
+    if args.ray is None:
+        if args.ray_app is not None:
+            raise UsageError("--ray-app is for --ray ADDRESS (a Ray Serve front door)")
+        return None
+    if not args.ray.strip():
+        raise UsageError("--ray needs the cluster's address: HOST:PORT of its head, or auto")
+    if args.server is not None:
+        raise UsageError("--ray and --server both choose where replies come from: give one")
+    local = [flag for name, flag in LOCAL_FLAGS.items() if getattr(args, name, None) is not None]
+    local += [flag for flag, given in (("-n/--num-gpus", args.num_gpus != 1),
+                                       ("--batch-size", args.batch_size is not None),
+                                       ("--max-context", args.max_context is not None)) if given]
+    if local:
+        raise UsageError(f"{', '.join(local)} chooses how the model runs, which nanochat-tui serve --ray decided "
+                         "for the replicas: leave it out here")
+    app = (args.ray_app if args.ray_app is not None else "nanochat").strip()
+    if not app:
+        raise UsageError("--ray-app needs a name, e.g. nanochat")
+    from .ray_serve import require_ray
+
+    require_ray()
+    return RayTarget(address=args.ray.strip(), app=app)
 
 
 def _web_api_key(flag: str | None) -> str | None:

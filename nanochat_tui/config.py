@@ -142,3 +142,35 @@ class WebConfig:
     # ANOTHER client's prompt started the same way (docs/security.md). The in-process serving
     # benchmark, whose only client is itself, turns it on.
     report_cached_tokens: bool = False
+    # --ray ADDRESS: the replicas are a Ray Serve application; this server is a stateless front
+    # door that streams from them (nanochat_tui/ray_serve). None: local workers or --server.
+    ray: "RayTarget | None" = None
+
+
+@dataclass(frozen=True)
+class RayTarget:
+    """Where `--web --ray` finds its replicas: a Ray cluster and a Serve application on it that
+    `nanochat-tui serve --ray` deployed (docs/scaling.md "Ray Serve")."""
+
+    address: str  # "auto" (the cluster this machine belongs to) or the head's HOST:PORT
+    app: str = "nanochat"  # the Serve application's name (--ray-app)
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """`nanochat-tui serve --ray`: the model as a Ray Serve application (docs/scaling.md).
+
+    Every replica loads `model` itself (a path every node can read, or --hf: each node downloads
+    into its own Hugging Face cache), so no weights travel through Ray's object store."""
+
+    model: ModelSelection = field(default_factory=ModelSelection)
+    address: str | None = None  # None: start a Ray instance here that lives as long as the command
+    app: str = "nanochat"
+    replicas: int = 1  # fixed number of replicas (ignored with autoscale)
+    autoscale: tuple[int, int] | None = None  # (min, max) replicas, scaled on ongoing streams
+    gpus_per_replica: float | None = None  # None: 1 when the cluster has GPUs, else 0; fractions share a GPU
+    cpus_per_replica: float = 1.0
+    batch_size: int = 8  # streams one replica decodes together (continuous batching)
+    max_context: int | None = None  # tokens per conversation, as WebConfig.max_context (None: sequence_len)
+    detach: bool = False  # return once the replicas are ready, leaving them running
+    stop: bool = False  # delete the application (one left running with detach) and return

@@ -49,6 +49,24 @@ async def test_events_arrive_in_order_from_a_worker_thread():
         await pool.close()
 
 
+async def test_ready_hands_over_what_is_queued_without_waiting_up_to_the_end():
+    gate = threading.Event()
+    fake = FakeModel(reply=lambda m, s: "a b c", gate=gate)
+    pool = pool_of(fake)
+    try:
+        gen = pool.submit(msgs("go"), SP)
+        first = await gen.__anext__()
+        assert gen.ready() == []  # the engine waits at the gate: nothing more yet, and no waiting
+        gate.set()
+        await until(lambda: gen.state == "finished" or pool.workers[0].active == 0, "the reply to end")
+        rest = gen.ready()
+        assert isinstance(rest[-1], Done) and text_of([first, *rest]) == "a b c"
+        assert gen.ready() == [] and await collect(gen) == []  # the terminal event ended it
+    finally:
+        gate.set()
+        await pool.close()
+
+
 async def test_blocking_generation_never_stalls_the_event_loop():
     gate = threading.Event()  # the "engine" blocks inside its reply until the loop opens it
     fake = FakeModel(reply=lambda m, s: "x " * 5, gate=gate)

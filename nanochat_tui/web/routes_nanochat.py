@@ -76,8 +76,18 @@ async def favicon(request: web.Request) -> web.FileResponse:
     return web.FileResponse(static_dir() / "logo.svg", headers={"Content-Type": "image/svg+xml"})
 
 
+def cluster_backend(pool: Any) -> Any:
+    """The backend of a front door to a cluster (nanochat_tui/ray_serve/frontdoor.py), which
+    answers /health and /stats from the cluster's view of its replicas; None for local workers."""
+    backend = pool.workers[0].backend if len(pool.workers) == 1 else None
+    return backend if callable(getattr(backend, "cluster_health", None)) else None
+
+
 async def health(request: web.Request) -> web.Response:
     pool = request.app[POOL_KEY]
+    cluster = cluster_backend(pool)
+    if cluster is not None:
+        return web.json_response(await cluster.cluster_health(pool))
     return web.json_response({
         "status": "ok",
         "ready": not pool.closed and pool.total_workers > 0,
@@ -88,6 +98,9 @@ async def health(request: web.Request) -> web.Response:
 
 async def stats(request: web.Request) -> web.Response:
     pool = request.app[POOL_KEY]
+    cluster = cluster_backend(pool)
+    if cluster is not None:
+        return web.json_response(await cluster.cluster_stats(pool))
     data = pool.stats()
     for entry, worker in zip(data["workers"], pool.workers):
         entry["model"] = worker.backend.info.short_name

@@ -1,5 +1,6 @@
-"""The models behind the server: one worker per device (or one for a --server), and why a
-configuration cannot start (StartError, one line; cli.main prints it and exits 2)."""
+"""The models behind the server: one worker per device (or one for a --server, or one front-door
+worker for --ray), and why a configuration cannot start (StartError, one line; cli.main prints it
+and exits 2)."""
 
 from __future__ import annotations
 
@@ -62,9 +63,14 @@ def plan_devices(config: WebConfig) -> list[str]:
 def context_budget(config: WebConfig, model: Any) -> int | None:
     """--max-context: the model's sequence_len by default (hardening: one request must not grow
     every cache row to 10x the context), 0 for none beyond the model's own positions."""
-    if config.max_context is None:
+    return budget_for(config.max_context, model)
+
+
+def budget_for(max_context: int | None, model: Any) -> int | None:
+    """context_budget for a --max-context value (also `serve --ray`'s, in each replica)."""
+    if max_context is None:
         return int(model.info.sequence_len) or None
-    return config.max_context or None
+    return max_context or None
 
 
 def model_worker(gpu_id: int, model: Any, slots: int, max_context: int | None = None) -> Worker:
@@ -92,7 +98,18 @@ def close_backends(workers: list[Worker]) -> None:
 
 def load_workers(config: WebConfig, say: Callable[[str], None] = say) -> list[Worker]:
     """Load one model per device, printing nanochat's console lines. With --server, one worker
-    that forwards up to `config.max_batch` requests at once to the OpenAI-compatible server."""
+    that forwards up to `config.max_batch` requests at once to the OpenAI-compatible server.
+    With --ray, one worker that streams from the replicas of a Ray Serve application
+    (nanochat_tui/ray_serve/frontdoor.py: the only path that imports Ray)."""
+    if config.ray is not None:
+        from ..ray_serve.frontdoor import connect_front_door
+
+        worker = connect_front_door(config.ray, say)
+        for notice in worker.backend.notices:
+            say(f"  Notice: {notice}")
+        say(f"Model: {worker.backend.info.describe()}")
+        _say_context(worker, say, "set by nanochat-tui serve --max-context")
+        return [worker]
     if config.model.server is not None:
         say("Initializing worker pool with 1 remote server...")
         backend = config.model.load(progress=lambda line: say(f"  {line}"))
@@ -119,8 +136,12 @@ def load_workers(config: WebConfig, say: Callable[[str], None] = say) -> list[Wo
         workers.append(model_worker(i, model, config.max_batch, context_budget(config, model)))
     say(f"All {len(workers)} workers initialized!")
     say(f"Model: {workers[0].backend.info.describe()}")
-    limit = getattr(workers[0].backend, "context_limit", None)
+    _say_context(workers[0], say)
+    return workers
+
+
+def _say_context(worker: Worker, say: Callable[[str], None], where: str = "--max-context") -> None:
+    limit = getattr(worker.backend, "context_limit", None)
     if limit is not None:
         say(f"Context: at most {limit} tokens per conversation, prompt and reply "
-            "(--max-context; longer ones are refused with a 400)")
-    return workers
+            f"({where}; longer ones are refused with a 400)")
