@@ -11,7 +11,6 @@ import os
 import shutil
 import socket
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +19,8 @@ from nanochat_core.chat import SamplingParams
 from nanochat_tui import web as webmod
 from nanochat_tui.web import ThreadedServer
 from nanochat_tui.config import WebConfig
+
+from conftest import wait_for  # noqa: F401  (re-exported to the browser tests)
 
 CHROMIUM = os.environ.get("NANOCHAT_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
 if not os.path.exists(CHROMIUM):
@@ -138,6 +139,19 @@ def open_page(browser, url, *, allowed_console: tuple[str, ...] = (), **context_
     return page, finish
 
 
+def make_server_fixture(model_fixture: str = "fake"):
+    """A module-scoped `server` fixture: the real web app on a thread, serving that module's
+    fake model."""
+
+    @pytest.fixture(scope="module")
+    def server(request):
+        s = start_server([request.getfixturevalue(model_fixture)])
+        yield s
+        s.close()
+
+    return server
+
+
 def make_page_fixture(server_fixture: str = "server"):
     """A `page` fixture for a module: a new context per test on that module's server.
     A test may set `request.node.allowed_console` to tolerate expected console errors."""
@@ -174,19 +188,9 @@ def conversation(page):
         " e.querySelector('.message-content').textContent.trim()])")
 
 
-def wait_for(condition, timeout=5.0, message="condition"):
-    deadline = time.time() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.time() < deadline, f"timed out waiting for {message}"
-        time.sleep(0.01)
-
-
 def calls_after(fake, n, timeout=5.0):
     """The backend calls made after the first `n` (waits for at least one)."""
-    wait_for(lambda: len(fake.calls) > n, timeout, "a backend call")
+    wait_for(lambda: len(fake.calls) > n, "a backend call", timeout=timeout)
     return fake.calls[n:]
 
 

@@ -8,6 +8,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -23,6 +24,20 @@ os.environ["NANOCHAT_TUI_HOME"] = os.path.join(TEST_ROOT, "home")
 FIXTURES = Path(__file__).parent / "fixtures" / "nanochat-generations"
 GENERATIONS = sorted(p.name for p in FIXTURES.iterdir() if p.is_dir())
 REPO = Path(__file__).resolve().parent.parent
+
+
+def wait_for(condition, what: str = "condition", timeout: float = 30.0, every: float = 0.02):
+    """Poll `condition()` until it returns something truthy and return that; fail naming
+    `what` at the deadline. The one way tests wait (never a sleep followed by an assertion);
+    the deadline only bounds a failure, it is no speed claim."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
+        time.sleep(every)
 
 
 def fixture_dir(gen: str) -> Path:

@@ -257,19 +257,33 @@ async def _stream_paused_with_pages(pilot, flowing):
     return log
 
 
-async def test_paging_down_to_the_bottom_while_the_reply_grows_follows_again():
-    """PageDown aims at the bottom, and before it lands (after the next refresh) more of the reply
-    arrives: the view must follow the reply, not stop a few lines above its end."""
+async def _with_a_growing_reply(scenario) -> None:
+    """Run `scenario(pilot, flowing)` on an app streaming a long reply through a tap the
+    scenario can close and open."""
     flowing = threading.Event()
     flowing.set()
     app = make_app(FakeBackend(reply="line\n\n" * 3000, token_delay=0.005, flowing=flowing),
                    sampling=SamplingParams(max_tokens=4096))
     async with app.run_test(size=(80, 24)) as pilot:
         try:
-            await _paging_down_while_it_grows(pilot, flowing)
+            await scenario(pilot, flowing)
         finally:
             flowing.set()  # (never leave the fake engine paused: the app could not end)
             await app._settle()  # (and let the reply end before the app does)
+
+
+async def _keeps_following(pilot, log, flowing) -> None:
+    """Let the reply go on: the view stays at its end as it grows."""
+    flowing.set()
+    grown = log.max_scroll_y
+    await wait_for(pilot, lambda: log.max_scroll_y > grown + 10, timeout=10)
+    await wait_for(pilot, lambda: log.scroll_y >= log.max_scroll_y - 2, what="the view at the end")
+
+
+async def test_paging_down_to_the_bottom_while_the_reply_grows_follows_again():
+    """PageDown aims at the bottom, and before it lands (after the next refresh) more of the reply
+    arrives: the view must follow the reply, not stop a few lines above its end."""
+    await _with_a_growing_reply(_paging_down_while_it_grows)
 
 
 async def _paging_down_while_it_grows(pilot, flowing) -> None:
@@ -285,26 +299,13 @@ async def _paging_down_while_it_grows(pilot, flowing) -> None:
     assert log.scroll_y < log.max_scroll_y
     app.action_scroll_log(1)  # PageDown, and in the same moment the reply grows:
     await app._current.widget.append("more\n\n" * 40)
-    await pilot.pause(0.3)
-    assert log.following and log.scroll_y == log.max_scroll_y
-    flowing.set()  # and it keeps following as the reply goes on
-    grown = log.max_scroll_y
-    await wait_for(pilot, lambda: log.max_scroll_y > grown + 10, timeout=10)
-    await pilot.pause(0.3)
-    assert log.scroll_y >= log.max_scroll_y - 2
+    await wait_for(pilot, lambda: log.following and log.scroll_y == log.max_scroll_y,
+                   what="the view to land at the new end")
+    await _keeps_following(pilot, log, flowing)  # and it keeps following as the reply goes on
 
 
 async def test_a_resize_while_scrolled_up_then_back_to_the_bottom_follows():
-    flowing = threading.Event()
-    flowing.set()
-    app = make_app(FakeBackend(reply="line\n\n" * 3000, token_delay=0.005, flowing=flowing),
-                   sampling=SamplingParams(max_tokens=4096))
-    async with app.run_test(size=(80, 24)) as pilot:
-        try:
-            await _resize_then_back_down(pilot, flowing)
-        finally:
-            flowing.set()  # (never leave the fake engine paused: the app could not end)
-            await app._settle()  # (and let the reply end before the app does)
+    await _with_a_growing_reply(_resize_then_back_down)
 
 
 async def _resize_then_back_down(pilot, flowing) -> None:
@@ -320,11 +321,7 @@ async def _resize_then_back_down(pilot, flowing) -> None:
         if log.following:
             break
     assert log.following
-    flowing.set()
-    grown = log.max_scroll_y
-    await wait_for(pilot, lambda: log.max_scroll_y > grown + 10, timeout=10)
-    await pilot.pause(0.3)
-    assert log.scroll_y >= log.max_scroll_y - 2
+    await _keeps_following(pilot, log, flowing)
 
 
 # ---- emoji ----

@@ -5,9 +5,7 @@ from __future__ import annotations
 import threading
 
 import pytest
-import torch
 
-from conftest import GENERATIONS
 from nanochat_core.batching import BatchEngine
 from nanochat_core.chat import SamplingParams
 from nanochat_core.context import ContextTooLong

@@ -22,6 +22,7 @@ from browser_harness import (
     calls_after,
     conversation,
     make_page_fixture,
+    make_server_fixture,
     open_page,
     send,
     sent,
@@ -55,13 +56,7 @@ def fake():
     return FakeModel(reply=reply, token_delay=token_delay, first_delay=0.3)
 
 
-@pytest.fixture(scope="module")
-def server(fake):
-    s = start_server([fake])
-    yield s
-    s.close()
-
-
+server = make_server_fixture()
 page = make_page_fixture()
 
 
@@ -142,7 +137,7 @@ def test_send_button_is_enabled_only_with_text(page):
     normal = page.eval_on_selector("#send-button", "e => getComputedStyle(e).backgroundColor")
     page.hover("#send-button")
     wait_for(lambda: page.eval_on_selector("#send-button", "e => getComputedStyle(e).backgroundColor") == "rgb(0, 0, 0)",
-             message="the darker hover colour")
+             what="the darker hover colour")
     assert normal != "rgb(0, 0, 0)"
 
 
@@ -238,7 +233,7 @@ def test_stop_button_and_escape_stop_the_reply_and_the_server(page, fake):
         else:
             page.keyboard.press("Escape")
         wait_idle(page)
-        wait_for(lambda: fake.cancelled == cancelled + 1, 2, "the server to stop decoding")
+        wait_for(lambda: fake.cancelled == cancelled + 1, "the server to stop decoding")
         frozen = reply_el.text_content()
         assert 0 < frozen.count("word") < 400
         page.wait_for_timeout(200)  # nothing more arrives after Stop
@@ -368,7 +363,7 @@ def test_nanochats_original_page_works_against_this_server(browser, server, fake
             page.press("#chatInput", "Enter")
             expect(page.locator(".message.assistant .message-content").nth(i)).to_have_text(f"You said: {text}")
             expect(page.locator("#sendButton")).to_be_disabled()
-            wait_for(lambda: len(fake.calls) > n + i, 5, "the request")
+            wait_for(lambda: len(fake.calls) > n + i, "the request")
             page.wait_for_function("() => !document.querySelector('.typing-indicator')")
         assert sent(fake.calls[n + 1]) == [("user", "first from nanochat's page"),
                                            ("assistant", "You said: first from nanochat's page"),

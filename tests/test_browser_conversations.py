@@ -14,6 +14,7 @@ from browser_harness import (
     browser,  # noqa: F401  (fixture)
     conversation,
     make_page_fixture,
+    make_server_fixture,
     send,
     wait_idle,
 )
@@ -30,15 +31,7 @@ def fake():
     return FakeModel(reply=reply, first_delay=0.02)
 
 
-@pytest.fixture(scope="module")
-def server(fake):
-    from browser_harness import start_server
-
-    s = start_server([fake])
-    yield s
-    s.close()
-
-
+server = make_server_fixture()
 page = make_page_fixture()
 
 

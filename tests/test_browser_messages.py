@@ -16,6 +16,7 @@ from browser_harness import (
     calls_after,
     conversation,
     make_page_fixture,
+    make_server_fixture,
     open_page,
     send,
     sent,
@@ -68,13 +69,7 @@ def fake():
     return FakeModel(reply=reply, token_delay=token_delay, first_delay=0.05)
 
 
-@pytest.fixture(scope="module")
-def server(fake):
-    s = start_server([fake])
-    yield s
-    s.close()
-
-
+server = make_server_fixture()
 page = make_page_fixture()
 
 
@@ -116,11 +111,11 @@ def test_replies_render_as_markdown_while_they_stream_with_highlighted_code(page
     # Copy buttons: the code block, the reply (its Markdown source), the user's message.
     code.get_by_role("button", name="Copy code").click()
     wait_for(lambda: page.evaluate("navigator.clipboard.readText()") == "def add(a, b):\n    return a + b\n",
-             message="the code in the clipboard")
+             what="the code in the clipboard")
     hover_click(page, page.locator(".message.assistant"), "Copy reply")
-    wait_for(lambda: page.evaluate("navigator.clipboard.readText()") == MARKDOWN, message="the reply in the clipboard")
+    wait_for(lambda: page.evaluate("navigator.clipboard.readText()") == MARKDOWN, what="the reply in the clipboard")
     hover_click(page, page.locator(".message.user"), "Copy message")
-    wait_for(lambda: page.evaluate("navigator.clipboard.readText()") == "md please", message="the message in the clipboard")
+    wait_for(lambda: page.evaluate("navigator.clipboard.readText()") == "md please", what="the message in the clipboard")
     expect(page.locator(".message.user .action-button.copied")).to_have_count(1)  # a tick says it worked
     expect(page.locator(".message-stats")).to_contain_text("tokens")  # the per-reply stats stay
 

@@ -16,6 +16,7 @@ from browser_harness import (
     calls_after,
     conversation,
     make_page_fixture,
+    make_server_fixture,
     open_page,
     page_config,
     run_axe,
@@ -51,13 +52,7 @@ def fake():
     return FakeModel(reply=reply, token_delay=token_delay, first_delay=0.02, info=fake_info(is_demo=True))
 
 
-@pytest.fixture(scope="module")
-def server(fake):
-    s = start_server([fake])
-    yield s
-    s.close()
-
-
+server = make_server_fixture()
 page = make_page_fixture()
 
 
@@ -125,7 +120,7 @@ def test_reduced_motion_stops_the_animations(page):
     expect(dots).to_be_visible()
     assert dots.evaluate("e => getComputedStyle(e).animationName") == "typing-bounce"
     page.emulate_media(reduced_motion="reduce")
-    wait_for(lambda: dots.evaluate("e => getComputedStyle(e).animationName") == "none", message="the animation to stop")
+    wait_for(lambda: dots.evaluate("e => getComputedStyle(e).animationName") == "none", what="the animation to stop")
     assert page.eval_on_selector(".send-button, .stop-button:not([hidden])",
                                  "e => getComputedStyle(e).transitionDuration") == "0s"
     page.keyboard.press("Escape")
@@ -149,20 +144,20 @@ def test_keyboard_scrolls_the_chat_from_the_input_and_tab_reaches_every_message(
     scroll_button = page.get_by_role("button", name="Scroll to the latest message")
     expect(scroll_button).to_be_hidden()
     page.keyboard.press("PageUp")
-    wait_for(lambda: not at_bottom(page), message="PageUp to scroll up")
+    wait_for(lambda: not at_bottom(page), what="PageUp to scroll up")
     expect(scroll_button).to_be_visible()  # scrolled up: a way back down
     top = scroll_top(page)
     page.keyboard.press("PageUp")
-    wait_for(lambda: scroll_top(page) < top, message="a second PageUp")
+    wait_for(lambda: scroll_top(page) < top, what="a second PageUp")
     page.keyboard.press("PageDown")
-    wait_for(lambda: scroll_top(page) > top - 1, message="PageDown")
+    wait_for(lambda: scroll_top(page) > top - 1, what="PageDown")
     page.keyboard.press("Home")
-    wait_for(lambda: scroll_top(page) == 0, message="Home to reach the top")
+    wait_for(lambda: scroll_top(page) == 0, what="Home to reach the top")
     page.keyboard.press("End")
-    wait_for(lambda: at_bottom(page), message="End to reach the bottom")
+    wait_for(lambda: at_bottom(page), what="End to reach the bottom")
     page.keyboard.press("Home")
     scroll_button.click()
-    wait_for(lambda: at_bottom(page), message="the scroll button")
+    wait_for(lambda: at_bottom(page), what="the scroll button")
     expect(scroll_button).to_be_hidden()
     expect(page.locator("#chat-input")).to_be_focused()
     # Typing in the message box: Home and End move the cursor as usual.
@@ -178,7 +173,7 @@ def test_keyboard_scrolls_the_chat_from_the_input_and_tab_reaches_every_message(
     page.keyboard.press("Tab")
     copy = first.get_by_role("button", name="Copy message")
     expect(copy).to_be_focused()
-    wait_for(lambda: copy.evaluate("e => getComputedStyle(e.parentElement).opacity") == "1", message="visible buttons")
+    wait_for(lambda: copy.evaluate("e => getComputedStyle(e.parentElement).opacity") == "1", what="visible buttons")
     assert copy.evaluate("e => getComputedStyle(e).outlineStyle") != "none"
     page.keyboard.press("Tab")
     expect(first.get_by_role("button", name="Edit message")).to_be_focused()

@@ -11,57 +11,25 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
-from contextlib import contextmanager
 
 import pytest
 
 from conftest import FIXTURES, cli_command, cli_env
+from web_process import web_process
 
 GEN5 = FIXTURES / "gen5-smear-backout" / "base_dir"
 PROMPT = "Hello model"
 MAX_TOKENS = 20
 
 
-@contextmanager
-def web_server(*args: str, timeout: float = 90):
-    """`nanochat-tui --web ARGS -p 0 --host 127.0.0.1` as a process; yields (base_url, lines)."""
-    proc = subprocess.Popen([*cli_command(), "--web", "-p", "0", "--host", "127.0.0.1", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=cli_env())
-    lines: list[str] = []
-    try:
-        deadline = time.time() + timeout
-        port = None
-        while time.time() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line.rstrip("\n"))
-            m = re.match(r"\s+http://127\.0\.0\.1:(\d+)$", line.rstrip("\n"))
-            if m:
-                port = int(m.group(1))
-            if line.startswith("Press Ctrl+C"):
-                break
-        assert port is not None, "\n".join(lines)
-        yield f"http://127.0.0.1:{port}", lines
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.communicate()
-
-
 @pytest.fixture(scope="module")
 def upstream():
     """Our own web server on the gen5 fixture: the 'remote' OpenAI-compatible server."""
-    with web_server("--model-dir", str(GEN5), "--device-type", "cpu", "-t", "0") as (base, _lines):
+    with web_process("--model-dir", str(GEN5), "--device-type", "cpu", "-t", "0") as (base, _lines):
         yield base
 
 
@@ -188,7 +156,7 @@ def test_web_client_flags_are_checked(upstream):
 
 @pytest.fixture(scope="module")
 def keyed_upstream():
-    with web_server("--model-dir", str(GEN5), "--device-type", "cpu", "-t", "0", "--api-key", "s3cret") as (base, _):
+    with web_process("--model-dir", str(GEN5), "--device-type", "cpu", "-t", "0", "--api-key", "s3cret") as (base, _):
         yield base
 
 
@@ -208,7 +176,7 @@ def test_missing_and_wrong_keys_are_one_line_errors(keyed_upstream):
 
 
 def test_web_mode_in_front_of_a_server(upstream):
-    with web_server("--server", upstream + "/v1", "-t", "0") as (front, lines):
+    with web_process("--server", upstream + "/v1", "-t", "0") as (front, lines):
         out = "\n".join(lines)
         assert "Initializing worker pool with 1 remote server..." in out
         assert "All 1 workers initialized!" in out and f"{upstream}/v1" in out

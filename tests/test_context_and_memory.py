@@ -4,7 +4,6 @@ what requests need (hardening item 7, engine side)."""
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 import torch
@@ -17,6 +16,8 @@ from nanochat_core.engine import Engine
 from nanochat_core.events import Done
 from nanochat_core.model import ModelConfig
 from nanochat_core.synthetic import write_random_checkpoint
+
+from conftest import wait_for
 
 # sequence_len 64: 640 positions (10x, nanochat's rotary table), resting cache 256 positions.
 CONFIG = ModelConfig(sequence_len=64, vocab_size=400, n_layer=2, n_head=2, n_kv_head=1, n_embd=128,
@@ -47,16 +48,6 @@ def full_recompute(m, ids: list[int], steps: int) -> list[int]:
 
 def batched_run(m, engine: BatchEngine, ids: list[int], sampling=GREEDY) -> Done:
     return list(engine.stream(ids, sampling))[-1]
-
-
-def eventually(condition, timeout: float = 10.0) -> bool:
-    """The scheduler frees rows just after it emits Done: poll for the state it reaches."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.01)
-    return True
 
 
 # ---- nanochat's limit arithmetic: P positions fed, the last reply token only sampled ----
@@ -145,7 +136,7 @@ def test_batch_cache_grows_with_the_rows_in_use_and_shrinks_after_a_long_request
         assert done.reason == "length"
         # The long request is over: its memory is back, and the idle rows kept their prefixes
         # up to the resting size (the short chat's next turn still starts from its cache).
-        assert eventually(lambda: engine.cache_bytes == resting), engine.cache_bytes
+        wait_for(lambda: engine.cache_bytes == resting, f"the cache back to its resting {resting} bytes")
         follow_up = short + [65, 66]
         again = batched_run(m, engine, follow_up, SamplingParams(temperature=0.0, max_tokens=3))
         assert again.stats.cached_tokens >= len(short) - 1

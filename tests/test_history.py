@@ -10,12 +10,11 @@ import signal
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import FIXTURES, cli_command, cli_env
+from conftest import FIXTURES, cli_command, cli_env, wait_for
 from nanochat_core.chat import SamplingParams
 from nanochat_core.conversation import Conversation
 from nanochat_core.events import Done, GenerationStats
@@ -31,17 +30,6 @@ from nanochat_core.history import (
 
 GEN5 = FIXTURES / "gen5-smear-backout" / "base_dir"
 STATS = GenerationStats(prompt_tokens=3, generated_tokens=2, ttft_s=0.01, total_s=0.03)
-
-
-def wait_for(condition, timeout: float = 60.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} did not happen within {timeout} s")
-        time.sleep(0.05)
 
 
 def sha(path: Path) -> str:

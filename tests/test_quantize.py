@@ -11,7 +11,6 @@ from nanochat_core import api, load_chat_model
 from nanochat_core.api import resolve_compute
 from nanochat_core.drift import greedy_continuation, measure_drift
 from nanochat_core.quantize import Int8Linear, QuantizeError, check_quantize
-from nanochat_core.resources import demo_model_dir
 
 GEN5 = FIXTURES / "gen5-smear-backout" / "base_dir"
 

@@ -24,7 +24,6 @@ import http.client
 import importlib.util
 import json
 import os
-import re
 import shutil
 import signal
 import socket
@@ -34,12 +33,12 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from conftest import REPO, cli_command, cli_env
+from conftest import REPO, cli_command, cli_env, wait_for
+from web_process import web_process
 
 RAY_INSTALLED = importlib.util.find_spec("ray") is not None
 if not RAY_INSTALLED and os.environ.get("CI"):
@@ -63,18 +62,6 @@ def free_port() -> int:
             port = s.getsockname()[1]
         if not 10002 <= port <= 19999:
             return port
-
-
-def wait_for(condition, what: str, timeout: float = DEADLINE_S, every: float = 0.1):
-    """Poll `condition()` until it returns something truthy; fail with `what` at the deadline."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g} s waiting for {what}")
-        time.sleep(every)
 
 
 def ray_env(**extra: str) -> dict:
@@ -172,38 +159,9 @@ def deployed(cluster, tmp_path_factory):
     return {"demo": outputs[0], "long": outputs[1], "long_dir": long_dir}
 
 
-@contextmanager
 def front_door(*args: str, timeout: float = 120, env: dict | None = None, ended: dict | None = None):
-    """`nanochat-tui --web --ray ...` (or any --web) on 127.0.0.1 and a free port; yields
-    (base_url, lines). Stopped with Ctrl+C (SIGINT); `ended` gets its exit status and the rest
-    of its output."""
-    proc = subprocess.Popen([*cli_command(), "--web", "-p", "0", "--host", "127.0.0.1", *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env or ray_env())
-    lines: list[str] = []
-    try:
-        deadline = time.monotonic() + timeout
-        port = None
-        while time.monotonic() < deadline:
-            line = proc.stdout.readline()
-            if not line:
-                break
-            lines.append(line.rstrip("\n"))
-            m = re.match(r"\s+http://127\.0\.0\.1:(\d+)$", line.rstrip("\n"))
-            if m:
-                port = int(m.group(1))
-            if line.startswith("Press Ctrl+C"):
-                break
-        assert port is not None, "\n".join(lines)
-        yield f"http://127.0.0.1:{port}", lines
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            rest = proc.communicate(timeout=30)[0]
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            rest = proc.communicate()[0]
-        if ended is not None:
-            ended.update(returncode=proc.returncode, output=rest)
+    """`nanochat-tui --web --ray ...` (web_process with the Ray tests' environment)."""
+    return web_process(*args, timeout=timeout, env=env or ray_env(), ended=ended)
 
 
 @pytest.fixture(scope="module")
@@ -415,7 +373,7 @@ def test_client_disconnect_cancels_the_generation_on_the_replica(long_door):
                 return now, was
         return None
 
-    replica, was = wait_for(cancelled_on_a_replica, "a replica to count the cancelled stream")
+    replica, was = wait_for(cancelled_on_a_replica, "a replica to count the cancelled stream", timeout=DEADLINE_S)
     # It stopped where the cancel reached it: not served, and far from the reply's 4096 tokens
     # (the application has no context budget, so only the cancel can end it early).
     produced = replica["produced_tokens"] - was["produced_tokens"]
@@ -424,7 +382,7 @@ def test_client_disconnect_cancels_the_generation_on_the_replica(long_door):
 
 
 def kill_the_serving_replica(base: str) -> dict:
-    busy = wait_for(lambda: serving(base), "the replica to report the stream")
+    busy = wait_for(lambda: serving(base), "the replica to report the stream", timeout=DEADLINE_S)
     assert len(busy) == 1
     os.kill(busy[0]["pid"], signal.SIGKILL)
     return busy[0]
@@ -435,7 +393,7 @@ def wait_for_two_replicas(base: str) -> None:
     loaded the model and reported)."""
     wait_for(lambda: get_json(base + "/health")["ray"]["replica_states"] == {"RUNNING": 2}
              and len(replicas(base)) == 2 and all(w["active"] == 0 for w in replicas(base)),
-             "Ray to run two replicas again", every=0.5)
+             "Ray to run two replicas again", timeout=DEADLINE_S, every=0.5)
 
 
 @needs_ray
@@ -451,7 +409,7 @@ def test_replica_killed_mid_stream_ends_the_sse_stream_and_later_requests_succee
     errors = [e["error"] for e in rest if "error" in e]
     assert len(errors) == 1 and "replica" in errors[0] and "\n" not in errors[0], errors
     # The next requests go to the live replica while Ray restarts the dead one.
-    text = wait_for(lambda: _try_reply(base), "a request to succeed after the kill", every=0.2)
+    text = wait_for(lambda: _try_reply(base), "a request to succeed after the kill", timeout=DEADLINE_S, every=0.2)
     assert text
     assert killed["replica"] not in {w["replica"] for w in replicas(base)}  # this front door saw it die
     wait_for_two_replicas(base)  # Ray restarted it
@@ -481,7 +439,7 @@ def test_replica_killed_mid_stream_ends_the_openai_stream_with_an_error_chunk(lo
     with pytest.raises(openai.APIError, match="replica"):
         for _chunk in chunks:
             pass
-    assert wait_for(lambda: _try_reply(base), "a request to succeed after the kill", every=0.2)
+    assert wait_for(lambda: _try_reply(base), "a request to succeed after the kill", timeout=DEADLINE_S, every=0.2)
 
 
 @needs_ray

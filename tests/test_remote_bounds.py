@@ -26,10 +26,9 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 
 import pytest
-from conftest import cli_command, cli_env
+from conftest import cli_command, cli_env, wait_for
 from hostile_server import (
     RAW,
     HostileServer,
@@ -61,18 +60,9 @@ def collect(events) -> tuple[str, list]:
     return "".join(e.text for e in events if isinstance(e, TextDelta)), events
 
 
-def wait_until(condition, timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.02)
-    return True
-
-
 def hung_up(srv: HostileServer) -> bool:
     """The server's answer ended because the client closed the connection."""
-    return wait_until(srv.closed_early.is_set)
+    return wait_for(srv.closed_early.is_set, "the server to see the client hang up", timeout=10)
 
 
 def ticking(seconds: float, n: int = 200):
@@ -243,7 +233,7 @@ def test_https_replies_deadlines_and_stop(tmp_path, monkeypatch):
         cancel, events = threading.Event(), []
         worker = threading.Thread(target=lambda: events.extend(m.chat(USER, cancel=cancel)))
         worker.start()
-        assert wait_until(lambda: len(srv.requests) == 3)
+        wait_for(lambda: len(srv.requests) == 3, "three requests")
         cancel.set()
         worker.join(5)
         assert not worker.is_alive() and events[-1].reason == "cancelled"
@@ -256,7 +246,7 @@ def test_stop_works_before_the_first_byte():
         cancel, events = threading.Event(), []
         worker = threading.Thread(target=lambda: events.extend(m.chat(USER, cancel=cancel)))
         worker.start()
-        assert wait_until(lambda: bool(srv.requests))
+        wait_for(lambda: bool(srv.requests), "a request")
         cancel.set()
         worker.join(5)
         assert not worker.is_alive()
