@@ -10,9 +10,14 @@ int8 `_weight_int8pack_mm` as `--quantize int8` uses it), two ways:
   this way look several times faster than any real step can be, so they are no target.
 
 It also runs a memory copy test (the bandwidth `bench` compares decode against). Prints one
-JSON object. Example (d20 shapes, 2 threads):
+JSON object. `--rows N` multiplies N rows at once instead (a prefill chunk); the kinds
+`bfloat16-plain` (torch's bf16 `F.linear`, weight not packed) and `bfloat16-as-float32` (the
+bf16 weight converted to float32 on each call, then MKL) are there to compare prefill routes.
+Examples (d20 shapes, 2 threads):
 
     .venv/bin/python scripts/matmul_floor.py --depth 20 --width 1280 --threads 2
+    .venv/bin/python scripts/matmul_floor.py --depth 20 --width 1280 --threads 2 --rows 256 \
+        --kinds float32,bfloat16-packed,bfloat16-plain,bfloat16-as-float32,int8
 """
 
 from __future__ import annotations
@@ -33,19 +38,25 @@ def layer_shapes(width: int) -> list[tuple[int, int]]:
     return [(3 * width, width), (width, width), (4 * width, width), (width, 4 * width)]
 
 
-def make_kernels(kind: str, weights: list[torch.Tensor]):
-    """One callable per matrix, its input ready."""
+def make_kernels(kind: str, weights: list[torch.Tensor], rows: int = 1):
+    """One callable per matrix, its input (`rows` rows) ready."""
     calls = []
     for w in weights:
         if kind == "float32":
-            x = torch.randn(1, w.shape[1])
+            x = torch.randn(rows, w.shape[1])
             calls.append(lambda x=x, w=w: F.linear(x, w))
         elif kind == "bfloat16-packed":
-            x = torch.randn(1, w.shape[1], dtype=torch.bfloat16)
+            x = torch.randn(rows, w.shape[1], dtype=torch.bfloat16)
             packed = torch.ops.mkldnn._reorder_linear_weight(w.to(torch.bfloat16), None)
             calls.append(lambda x=x, p=packed: torch.ops.mkldnn._linear_pointwise(x, p, None, "none", [], ""))
+        elif kind == "bfloat16-plain":
+            x = torch.randn(rows, w.shape[1], dtype=torch.bfloat16)
+            calls.append(lambda x=x, w=w.to(torch.bfloat16): F.linear(x, w))
+        elif kind == "bfloat16-as-float32":
+            x = torch.randn(rows, w.shape[1], dtype=torch.bfloat16)
+            calls.append(lambda x=x, w=w.to(torch.bfloat16): F.linear(x.float(), w.float()).to(torch.bfloat16))
         elif kind == "int8":
-            x = torch.randn(1, w.shape[1], dtype=torch.bfloat16)
+            x = torch.randn(rows, w.shape[1], dtype=torch.bfloat16)
             scales = w.abs().amax(dim=1) / 127
             q = torch.round(w / scales[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
             calls.append(lambda x=x, q=q, s=scales.to(torch.bfloat16): torch._weight_int8pack_mm(x, q, s))
@@ -73,18 +84,19 @@ def main() -> None:
     ap.add_argument("--width", type=int, default=1280)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=15)
+    ap.add_argument("--rows", type=int, default=1, help="rows multiplied at once (1: decode)")
     ap.add_argument("--kinds", default="float32,bfloat16-packed,int8")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     shapes = layer_shapes(args.width)
-    result = {"depth": args.depth, "width": args.width, "threads": args.threads,
+    result = {"depth": args.depth, "width": args.width, "threads": args.threads, "rows": args.rows,
               "copy_bandwidth_gb_s": round(copy_bandwidth(torch.device("cpu")) / 1e9, 2), "kernels": {}}
     with torch.inference_mode():
         for kind in args.kinds.split(","):
             cold_weights = [torch.randn(*s) for _ in range(args.depth) for s in shapes]
-            cold = make_kernels(kind, cold_weights)
+            cold = make_kernels(kind, cold_weights, args.rows)
             del cold_weights
-            hot = make_kernels(kind, [torch.randn(*s) for s in shapes]) * args.depth
+            hot = make_kernels(kind, [torch.randn(*s) for s in shapes], args.rows) * args.depth
             c, h = time_step(cold, args.repeats), time_step(hot, args.repeats)
             result["kernels"][kind] = {
                 "cold_step_ms_median": round(statistics.median(c), 2), "cold_step_ms_best": round(min(c), 2),
